@@ -468,7 +468,7 @@ def load_ratings(path: str | Path | None = None, file: str = "u.data") -> pd.Dat
         "user_id": _as_int(table, "user_id", source, low=1).astype("int32"),
         "item_id": _as_int(table, "item_id", source, low=1).astype("int32"),
         "rating": _as_int(table, "rating", source, low=1, high=5).astype("float32"),
-        "timestamp": pd.to_datetime(_as_int(table, "timestamp", source, low=0), unit="s"),
+        "timestamp": pd.to_datetime(_as_int(table, "timestamp", source, low=0), unit="s").astype("datetime64[s]"),
     })
     return ratings
 

