@@ -2,7 +2,15 @@
 
 import pytest
 
-from autorec_utils.data import N_ITEMS, N_RATINGS, N_USERS, check_movielens_100k, fetch_movielens, load_movies, load_ratings
+from autorec_utils.data import (
+    N_ITEMS,
+    N_RATINGS,
+    N_USERS,
+    check_movielens_100k,
+    fetch_movielens,
+    load_movies,
+    load_ratings,
+)
 
 
 @pytest.fixture(scope="module")
