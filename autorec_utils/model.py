@@ -1,0 +1,71 @@
+"""AutoRec (Sedhain et al., WWW 2015): an autoencoder that reconstructs partially observed rating vectors.
+
+    h(r) = f(V · g(W r + mu) + b)        g: sigmoid (paper) / ReLU / ELU / identity,  f: identity
+
+One class serves both variants; the orientation of the rating matrix decides which:
+U-AutoRec reads a user's ratings of every movie (rows of a users x movies matrix), I-AutoRec a movie's
+ratings by every user (rows of a movies x users matrix).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "elu": nn.ELU, "identity": nn.Identity}
+
+
+class AutoRec(nn.Module):
+    """``n_inputs`` -> ``hidden`` (activation) -> ``n_inputs`` (identity), with optional dropout on
+    the input (as in a denoising autoencoder) and on the hidden layer."""
+
+    def __init__(self, n_inputs: int, hidden: int = 500, activation: str = "sigmoid",
+                 dropout: float = 0.0, input_dropout: float = 0.0):
+        super().__init__()
+        for name, value in (("n_inputs", n_inputs), ("hidden", hidden)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}.")
+        for name, value in (("dropout", dropout), ("input_dropout", input_dropout)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+        self.config = {"n_inputs": n_inputs, "hidden": hidden, "activation": activation,
+                       "dropout": dropout, "input_dropout": input_dropout}
+        self.input_dropout = nn.Dropout(input_dropout)
+        self.encoder = nn.Linear(n_inputs, hidden)  # W (hidden x n_inputs) and mu
+        self.activation = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        self.decoder = nn.Linear(hidden, n_inputs)  # V (n_inputs x hidden) and b
+
+    def encode(self, ratings: torch.Tensor) -> torch.Tensor:
+        """The hidden code g(W r + mu): for U-AutoRec, a learned embedding of the user."""
+        return self.activation(self.encoder(self.input_dropout(ratings)))
+
+    def forward(self, ratings: torch.Tensor) -> torch.Tensor:
+        if ratings.shape[-1] != self.encoder.in_features:
+            raise ValueError(
+                f"this AutoRec reads vectors of length {self.encoder.in_features}, got shape {tuple(ratings.shape)}: "
+                "U-AutoRec wants a users x movies matrix, I-AutoRec a movies x users one (matrix.transpose())."
+            )
+        return self.decoder(self.dropout(self.encode(ratings)))
+
+    def weight_norm(self) -> torch.Tensor:
+        """||W||^2 + ||V||^2: the two weight matrices only, not the biases (the paper's regulariser)."""
+        return self.encoder.weight.square().sum() + self.decoder.weight.square().sum()
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def masked_squared_error(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum over observed entries of (r - h(r))^2 -- unobserved entries contribute nothing, not even
+    a gradient."""
+    return torch.where(mask, prediction - target, 0.0).square().sum()
+
+
+def autorec_objective(model: AutoRec, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                      l2: float) -> torch.Tensor:
+    """The paper's objective: sum_observed (r - h(r))^2 + (l2 / 2) (||W||^2 + ||V||^2)."""
+    return masked_squared_error(prediction, target, mask) + 0.5 * l2 * model.weight_norm()
