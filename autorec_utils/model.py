@@ -1,6 +1,8 @@
 """AutoRec (Sedhain et al., WWW 2015): an autoencoder that reconstructs partially observed rating vectors.
 
-    h(r) = f(V · g(W r + mu) + b)        g: sigmoid (paper) / ReLU / ELU / identity,  f: identity
+    h(r) = f(W · g(V r + mu) + b)        g: sigmoid (paper) / ReLU / ELU / identity,  f: identity
+
+in the paper's letters: V (hidden x n_inputs) and mu encode, W (n_inputs x hidden) and b decode.
 
 One class serves both variants; the orientation of the rating matrix decides which:
 U-AutoRec reads a user's ratings of every movie (rows of a users x movies matrix), I-AutoRec a movie's
@@ -33,13 +35,13 @@ class AutoRec(nn.Module):
         self.config = {"n_inputs": n_inputs, "hidden": hidden, "activation": activation,
                        "dropout": dropout, "input_dropout": input_dropout}
         self.input_dropout = nn.Dropout(input_dropout)
-        self.encoder = nn.Linear(n_inputs, hidden)  # W (hidden x n_inputs) and mu
+        self.encoder = nn.Linear(n_inputs, hidden)  # V (hidden x n_inputs) and mu
         self.activation = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout)
-        self.decoder = nn.Linear(hidden, n_inputs)  # V (n_inputs x hidden) and b
+        self.decoder = nn.Linear(hidden, n_inputs)  # W (n_inputs x hidden) and b
 
     def encode(self, ratings: torch.Tensor) -> torch.Tensor:
-        """The hidden code g(W r + mu): for U-AutoRec, a learned embedding of the user."""
+        """The hidden code g(V r + mu): for U-AutoRec, a learned embedding of the user."""
         return self.activation(self.encoder(self.input_dropout(ratings)))
 
     def forward(self, ratings: torch.Tensor) -> torch.Tensor:
