@@ -77,6 +77,13 @@ class BiasBaseline:
             self.item_bias_ = np.bincount(items, residual, len(self.item_ids_)) / (self.reg_item + item_count)
         return self
 
+    def predict_matrix(self, matrix: RatingMatrix) -> torch.Tensor:
+        """Predictions for every cell of ``matrix`` (its orientation), e.g. as AutoRec's ``baseline``."""
+        users = torch.as_tensor(_lookup(self.user_ids_, self.user_bias_, matrix.user_ids), dtype=torch.float32)
+        items = torch.as_tensor(_lookup(self.item_ids_, self.item_bias_, matrix.item_ids), dtype=torch.float32)
+        grid = (self.mean_ + users[:, None] + items[None, :]).clamp(*RATING_RANGE)
+        return grid if matrix.by == "user" else grid.T.contiguous()
+
     def predict(self, user_ids, item_ids) -> np.ndarray:
         prediction = self.mean_ + _lookup(self.user_ids_, self.user_bias_, user_ids) + _lookup(self.item_ids_, self.item_bias_, item_ids)
         return np.clip(prediction, *RATING_RANGE)
@@ -94,10 +101,12 @@ class AutoRecPredictor:
     the requested (user, movie) entries, clipped to [1, 5].
 
     Fallback: a user or movie with no training rating gets the training mean (``fallback``; the paper
-    used 3) -- AutoRec has nothing to reconstruct it from.
+    used 3) -- AutoRec has nothing to reconstruct it from. A model trained on residuals needs the
+    same ``baseline`` it was trained with.
     """
 
-    def __init__(self, model: AutoRec, train: RatingMatrix, fallback: float | None = None):
+    def __init__(self, model: AutoRec, train: RatingMatrix, fallback: float | None = None,
+                 baseline: torch.Tensor | None = None):
         model_inputs = model.config["n_inputs"]
         if train.shape[1] != model_inputs:
             raise ValueError(f"the model reads vectors of length {model_inputs} but the matrix has {train.shape[1]} columns; "
@@ -105,8 +114,9 @@ class AutoRecPredictor:
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
+        offset = torch.zeros(()) if baseline is None else baseline.cpu()
         with torch.no_grad():
-            reconstruction = model(train.values.to(device)).cpu()
+            reconstruction = model(((train.values - offset) * train.mask).to(device)).cpu() + offset
         model.train(was_training)
         self.matrix = train
         self.reconstruction = reconstruction if train.by == "user" else reconstruction.T  # users x movies

@@ -75,6 +75,8 @@ def fit(
     optimizer: str = "adam",
     validation_fraction: float = 0.05,
     patience: int = 20,
+    lr_decay: float = 1.0,
+    baseline: torch.Tensor | None = None,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -85,20 +87,32 @@ def fit(
     sum_observed (r - h(r))^2 + (l2 / 2)(||W||^2 + ||V||^2); a mini-batch of rows carries its share of
     the penalty. ``batch_size=None`` trains full-batch. ``validation_fraction`` of the training ratings
     is hidden from the model and used for early stopping (``patience`` epochs without a better
-    validation RMSE); the best epoch's weights are restored. Rprop and L-BFGS (the paper's optimisers)
-    are full-batch only.
+    validation RMSE); the best epoch's weights are restored. ``lr_decay`` multiplies the learning rate
+    after every epoch. Rprop and L-BFGS (the paper's optimisers) are full-batch only.
+
+    ``baseline`` (a tensor shaped like ``train.values``, e.g. ``BiasBaseline.predict_matrix``) makes
+    the model learn the *residuals* r - baseline instead of the ratings; predictions are then
+    baseline + h(r - baseline). The reported RMSEs are always on the rating scale.
     """
     _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, patience)
+    if not 0 < lr_decay <= 1:
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}.")
+    if baseline is not None and baseline.shape != train.values.shape:
+        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, the matrix {tuple(train.values.shape)}: predict it for this matrix.")
     device = pick_device(device)
     model.to(device)
     validation = carve_validation(train, validation_fraction, seed)
     fit_mask = (train.mask & ~validation).to(device)
-    inputs = train.values.to(device) * fit_mask  # validation ratings are hidden from the input too
-    targets, validation = train.values.to(device), validation.to(device)
+    offset = torch.zeros(()) if baseline is None else baseline
+    offset = offset.to(device)
+    targets = (train.values.to(device) - offset) * train.mask.to(device)
+    inputs = targets * fit_mask  # validation ratings are hidden from the input too
+    validation = validation.to(device)
     n_rows = inputs.shape[0]
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
     optim = _make_optimizer(optimizer, model.parameters(), lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=lr_decay)
 
     def objective(rows: torch.Tensor | slice) -> torch.Tensor:
         batch_rows = n_rows if isinstance(rows, slice) else len(rows)
@@ -126,7 +140,8 @@ def fit(
                 loss.backward()
                 optim.step()
                 epoch_loss += float(loss.detach())
-        train_rmse, val_rmse = _rmse_on(model, inputs, targets, [fit_mask, validation])
+        schedule.step()
+        train_rmse, val_rmse = _rmse_on(model, inputs, targets, offset, [fit_mask, validation])
         record = {"epoch": epoch, "loss": epoch_loss, "loss_per_rating": epoch_loss / max(int(fit_mask.sum()), 1),
                   "train_rmse": train_rmse, "val_rmse": val_rmse, "seconds": time.perf_counter() - started}
         history.records.append(record)
@@ -147,12 +162,13 @@ def fit(
     return history
 
 
-def _rmse_on(model: AutoRec, inputs: torch.Tensor, targets: torch.Tensor, masks: list[torch.Tensor]) -> list[float]:
-    """RMSE of the clipped reconstruction on each mask's entries (NaN for an empty mask)."""
+def _rmse_on(model: AutoRec, inputs: torch.Tensor, targets: torch.Tensor, offset: torch.Tensor,
+             masks: list[torch.Tensor]) -> list[float]:
+    """RMSE on the rating scale (clipped to [1, 5]) on each mask's entries (NaN for an empty mask)."""
     model.eval()
     with torch.no_grad():
-        predicted = model(inputs).clamp(1, 5)
-    return [float(((predicted - targets)[m]).square().mean().sqrt()) if m.any() else float("nan") for m in masks]
+        error = (model(inputs) + offset).clamp(1, 5) - (targets + offset)
+    return [float(error[m].square().mean().sqrt()) if m.any() else float("nan") for m in masks]
 
 
 def _make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
@@ -185,3 +201,4 @@ def _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, pa
             raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}.")
         if optimizer != "adam":
             raise ValueError(f"{optimizer} is a full-batch method: use batch_size=None, or optimizer='adam'.")
+

@@ -194,3 +194,28 @@ def test_baselines(toy):
     assert regularised.predict([99], [1])[0] == pytest.approx(regularised.mean_ + regularised.item_bias_[0])
     with pytest.raises(ValueError, match="reg_user and reg_item must be >= 0"):
         BiasBaseline(reg_user=-1)
+
+
+def test_residual_learning_adds_the_baseline_back(toy):
+    matrix = rating_matrix(toy)
+    bias = BiasBaseline().fit(toy)
+    baseline = bias.predict_matrix(matrix)
+    assert baseline.shape == matrix.shape
+    assert np.allclose(baseline[matrix.user_index[1], matrix.item_index[3]], bias.predict([1], [3]))
+    assert torch.equal(bias.predict_matrix(matrix.transpose()), baseline.T)
+    seed_everything(0)
+    model = AutoRec(5, hidden=3)
+    history = fit(model, matrix, epochs=5, baseline=baseline, validation_fraction=0, progress=False)
+    predictor = AutoRecPredictor(model, matrix, baseline=baseline)
+    with torch.no_grad():
+        expected = (model((matrix.values - baseline) * matrix.mask) + baseline).clamp(1, 5)
+    assert np.allclose(predictor.predict([2], [5]), expected[matrix.user_index[2], matrix.item_index[5]])
+    assert history.best["train_rmse"] == pytest.approx(rmse(predictor.predict(toy.user_id, toy.item_id), toy.rating), abs=1e-5)
+    with pytest.raises(ValueError, match=r"baseline has shape \(5, 4\), the matrix \(4, 5\)"):
+        fit(model, matrix, baseline=baseline.T, progress=False)
+
+
+@pytest.mark.parametrize("decay", [0, 1.5])
+def test_lr_decay_must_be_a_factor(toy, decay):
+    with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\]"):
+        fit(AutoRec(5, hidden=2), rating_matrix(toy), lr_decay=decay, progress=False)
