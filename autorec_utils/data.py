@@ -7,6 +7,7 @@ tensor so nobody recomputes them differently elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -374,18 +375,15 @@ def _require_complete(folder: Path, where: str) -> None:
         raise DataError(f"{where} lacks {', '.join(missing)}: it is not a complete MovieLens-100K.")
 
 
-class _staging_dir:
+@contextlib.contextmanager
+def _staging_dir(parent: Path):
     """A hidden scratch folder next to the target (same file system, so the final rename is atomic),
     removed whatever happens."""
-
-    def __init__(self, parent: Path):
-        self.path = Path(tempfile.mkdtemp(dir=parent, prefix=".ml-100k.staging."))
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=".ml-100k.staging."))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _install(new: Path, target: Path, say) -> None:
