@@ -100,13 +100,13 @@ class AutoRecPredictor:
     """Predictions of a trained AutoRec: reconstruct every row of the *training* matrix once, then read
     the requested (user, movie) entries, clipped to [1, 5].
 
-    Fallback: a user or movie with no training rating gets the training mean (``fallback``; the paper
-    used 3) -- AutoRec has nothing to reconstruct it from. A model trained on residuals needs the
-    same ``baseline`` it was trained with.
+    Fallback: a user or movie with no training rating gets ``fallback`` -- by default the training
+    mean (the paper used 3); a number, or another predictor such as a fitted ``BiasBaseline``. AutoRec
+    has nothing to reconstruct such an entry from. A model trained on residuals needs the same
+    ``baseline`` it was trained with.
     """
 
-    def __init__(self, model: AutoRec, train: RatingMatrix, fallback: float | None = None,
-                 baseline: torch.Tensor | None = None):
+    def __init__(self, model: AutoRec, train: RatingMatrix, fallback=None, baseline: torch.Tensor | None = None):
         model_inputs = model.config["n_inputs"]
         if train.shape[1] != model_inputs:
             raise ValueError(f"the model reads vectors of length {model_inputs} but the matrix has {train.shape[1]} columns; "
@@ -120,7 +120,7 @@ class AutoRecPredictor:
         model.train(was_training)
         self.matrix = train
         self.reconstruction = reconstruction if train.by == "user" else reconstruction.T  # users x movies
-        self.fallback = float(train.values[train.mask].mean()) if fallback is None else float(fallback)
+        self.fallback = float(train.values[train.mask].mean()) if fallback is None else fallback
         user_mask = train.mask if train.by == "user" else train.mask.T
         self.known_users = user_mask.any(dim=1).numpy()
         self.known_items = user_mask.any(dim=0).numpy()
@@ -130,6 +130,9 @@ class AutoRecPredictor:
         items = np.array([self.matrix.item_index.get(int(i), -1) for i in np.asarray(item_ids)])
         known = (users >= 0) & (items >= 0)
         known[known] &= self.known_users[users[known]] & self.known_items[items[known]]
-        prediction = np.full(len(users), self.fallback)
+        if hasattr(self.fallback, "predict"):
+            prediction = np.asarray(self.fallback.predict(np.asarray(user_ids), np.asarray(item_ids)), dtype=np.float64)
+        else:
+            prediction = np.full(len(users), float(self.fallback))
         prediction[known] = self.reconstruction[users[known], items[known]].numpy()
         return np.clip(prediction, *RATING_RANGE)

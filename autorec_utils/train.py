@@ -1,5 +1,6 @@
 """fit(): train an AutoRec on the observed entries of a rating matrix, with early stopping on a
-validation part carved from the *training* ratings (never the test set)."""
+validation part carved from the *training* ratings (never the test set); and ``train_autorec``, which
+runs a whole named recipe (U-AutoRec or I-AutoRec, baseline, fallback) from a ratings DataFrame."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import RatingMatrix
+from .data import RatingMatrix, rating_matrix
+from .evaluate import AutoRecPredictor, BiasBaseline
 from .model import AutoRec, masked_squared_error
 
 OPTIMIZERS = ("adam", "rprop", "lbfgs")
@@ -202,3 +204,79 @@ def _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, pa
         if optimizer != "adam":
             raise ValueError(f"{optimizer} is a full-batch method: use batch_size=None, or optimizer='adam'.")
 
+
+
+# Recipes measured on the canonical u1 split; benchmarks/rmse.py prints their figures. "by" picks the
+# variant (rows are users or movies); "residual" learns the residuals of the bias baseline; "refit"
+# trains a second time on *all* training ratings for the number of epochs early stopping chose;
+# "fallback" is what a user or movie without training ratings gets ("mean" or "bias").
+RECIPES = {
+    "U-AutoRec (paper)": {"by": "user", "hidden": 500, "activation": "sigmoid", "l2": 100.0, "lr": 3e-3,
+                          "lr_decay": 1.0, "patience": 30, "residual": False, "refit": False, "fallback": "mean"},
+    "U-AutoRec (best)": {"by": "user", "hidden": 200, "activation": "sigmoid", "l2": 100.0, "lr": 3e-3,
+                         "lr_decay": 1.0, "patience": 30, "residual": True, "refit": True, "fallback": "bias"},
+    "I-AutoRec": {"by": "item", "hidden": 500, "activation": "sigmoid", "l2": 100.0, "lr": 1e-2,
+                  "lr_decay": 0.99, "patience": 20, "residual": False, "refit": False, "fallback": "bias"},
+}
+_MODEL_KEYS = ("hidden", "activation", "dropout", "input_dropout")
+_FIT_KEYS = ("epochs", "lr", "l2", "batch_size", "optimizer", "validation_fraction", "patience", "lr_decay")
+
+
+@dataclass
+class TrainedAutoRec:
+    """Everything a trained recipe produced: the model, the training matrix it reads (its
+    orientation), its predictor, the bias baseline (fitted on the training ratings), and how it went."""
+
+    model: AutoRec
+    matrix: RatingMatrix
+    predictor: AutoRecPredictor
+    bias: BiasBaseline
+    history: History
+    recipe: dict
+    seconds: float
+
+
+def train_autorec(
+    train: pd.DataFrame,
+    recipe: str | dict = "I-AutoRec",
+    user_ids=None,
+    item_ids=None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **overrides,
+) -> TrainedAutoRec:
+    """Train a recipe (a name from ``RECIPES`` or a dict like them) on the ratings in ``train``.
+
+    ``overrides`` change single settings, e.g. ``train_autorec(train, "I-AutoRec", hidden=200)``.
+    Pass the full ``user_ids``/``item_ids`` so that test users and movies have a place in the matrix.
+    """
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe {recipe!r} is not one of {list(RECIPES)}; or pass a dict of settings.")
+        recipe = RECIPES[recipe]
+    recipe = {"epochs": 2000, **recipe, **overrides}
+    unknown = set(recipe) - {"by", "residual", "refit", "fallback", *_MODEL_KEYS, *_FIT_KEYS}
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; known: by, residual, refit, fallback, "
+                         f"{', '.join(_MODEL_KEYS + _FIT_KEYS)}.")
+    if recipe.get("fallback", "mean") not in ("mean", "bias"):
+        raise ValueError(f"fallback={recipe['fallback']!r}: use 'mean' or 'bias'.")
+    started = time.perf_counter()
+    matrix = rating_matrix(train, by=recipe.get("by", "user"), user_ids=user_ids, item_ids=item_ids)
+    bias = BiasBaseline().fit(train)
+    baseline = bias.predict_matrix(matrix) if recipe.get("residual") else None
+    model_settings = {k: recipe[k] for k in _MODEL_KEYS if k in recipe}
+    fit_settings = {k: recipe[k] for k in _FIT_KEYS if k in recipe}
+
+    seed_everything(seed)
+    model = AutoRec(matrix.shape[1], **model_settings)
+    history = fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress, **fit_settings)
+    if recipe.get("refit"):  # same epochs, now on every training rating (no validation part held back)
+        seed_everything(seed)
+        model = AutoRec(matrix.shape[1], **model_settings)
+        fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress,
+            **{**fit_settings, "epochs": history.best_epoch, "validation_fraction": 0.0, "patience": history.best_epoch})
+    fallback = bias if recipe.get("fallback") == "bias" else None
+    predictor = AutoRecPredictor(model, matrix, fallback=fallback, baseline=baseline)
+    return TrainedAutoRec(model, matrix, predictor, bias, history, recipe, time.perf_counter() - started)

@@ -219,3 +219,41 @@ def test_residual_learning_adds_the_baseline_back(toy):
 def test_lr_decay_must_be_a_factor(toy, decay):
     with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\]"):
         fit(AutoRec(5, hidden=2), rating_matrix(toy), lr_decay=decay, progress=False)
+
+
+# ---------------------------------------------------------------- recipes
+
+def test_train_autorec_runs_a_recipe_with_overrides(ml_folder):
+    from autorec_utils.data import load_split, load_users
+    from autorec_utils.train import RECIPES, train_autorec
+
+    train, test = load_split("u1", ml_folder)
+    trained = train_autorec(train, "I-AutoRec", user_ids=load_users(ml_folder).user_id, progress=False, epochs=3, hidden=6)
+    assert trained.model.config["hidden"] == 6 and trained.matrix.by == "item"
+    assert trained.recipe["epochs"] == 3 and RECIPES["I-AutoRec"]["hidden"] == 500  # the recipe itself is untouched
+    assert len(trained.history.records) == 3 and trained.seconds > 0
+    assert trained.predictor.fallback is trained.bias  # I-AutoRec falls back on the bias baseline
+    assert np.isfinite(score(trained.predictor, test)["RMSE"])
+
+
+def test_refit_trains_again_on_every_training_rating(ml_folder):
+    from autorec_utils.data import load_split
+    from autorec_utils.train import train_autorec
+
+    train, _ = load_split("u1", ml_folder)
+    once = train_autorec(train, "U-AutoRec (best)", progress=False, epochs=4, hidden=3, refit=False)
+    twice = train_autorec(train, "U-AutoRec (best)", progress=False, epochs=4, hidden=3, refit=True)
+    assert once.history.best_epoch == twice.history.best_epoch  # the first pass is the same
+    assert not torch.equal(once.model.decoder.weight, twice.model.decoder.weight)  # then retrained on all ratings
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"recipe": "V-AutoRec"}, r"recipe 'V-AutoRec' is not one of \['U-AutoRec \(paper\)'"),
+    ({"recipe": "I-AutoRec", "hiden": 5}, r"unknown setting\(s\) \['hiden'\]"),
+    ({"recipe": "I-AutoRec", "fallback": "zero"}, "fallback='zero': use 'mean' or 'bias'"),
+])
+def test_train_autorec_bad_arguments(toy, kwargs, message):
+    from autorec_utils.train import train_autorec
+
+    with pytest.raises(ValueError, match=message):
+        train_autorec(toy, progress=False, **kwargs)

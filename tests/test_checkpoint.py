@@ -1,0 +1,81 @@
+"""Checkpoints: round trip, atomic save, and every bad file."""
+
+import numpy as np
+import pytest
+import torch
+
+from autorec_utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from autorec_utils.data import load_movies, load_split, load_users
+from autorec_utils.train import train_autorec
+
+QUICK = {"epochs": 5, "hidden": 4}
+
+
+@pytest.fixture
+def trained(ml_folder):
+    train, _ = load_split("u1", ml_folder)
+    users, movies = load_users(ml_folder).user_id, load_movies(ml_folder).item_id
+    return train_autorec(train, "U-AutoRec (best)", user_ids=users, item_ids=movies, progress=False, **QUICK)
+
+
+def predictions(trained, ratings):
+    return trained.predictor.predict(ratings.user_id.to_numpy(), ratings.item_id.to_numpy())
+
+
+@pytest.mark.parametrize("recipe", ["U-AutoRec (best)", "I-AutoRec"])
+def test_round_trip_gives_identical_predictions(ml_folder, tmp_path, recipe):
+    train, test = load_split("u1", ml_folder)
+    users, movies = load_users(ml_folder).user_id, load_movies(ml_folder).item_id
+    original = train_autorec(train, recipe, user_ids=users, item_ids=movies, progress=False, **QUICK)
+    path = save_checkpoint(original, tmp_path / "models" / "autorec.pt", split="u1")
+    assert [p.name for p in path.parent.iterdir()] == ["autorec.pt"]  # no temporary file left
+    loaded = load_checkpoint(path, data_path=ml_folder)
+    assert np.array_equal(predictions(loaded, test), predictions(original, test))
+    assert loaded.recipe == original.recipe and loaded.matrix.by == original.matrix.by
+    assert loaded.history.best_epoch == original.history.best_epoch
+    assert torch.load(path, weights_only=True)["library_version"]  # loads without unpickling code
+
+
+def test_custom_training_set_needs_train(trained, ml_folder, tmp_path):
+    path = save_checkpoint(trained, tmp_path / "a.pt", split=None)
+    with pytest.raises(CheckpointError, match="custom training set: pass it as train="):
+        load_checkpoint(path)
+    train, test = load_split("u1", ml_folder)
+    assert np.array_equal(predictions(load_checkpoint(path, train=train), test), predictions(trained, test))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt does not exist\. Train and save a model first"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_or_truncated_file_is_a_clear_error(trained, tmp_path, damage):
+    path = save_checkpoint(trained, tmp_path / "a.pt", split="u1")
+    blob = path.read_bytes()
+    path.write_bytes({"truncate": blob[: len(blob) // 2], "garbage": b"not a checkpoint at all", "empty": b""}[damage])
+    with pytest.raises(CheckpointError, match=r"a\.pt is not a readable checkpoint \(truncated or corrupt"):
+        load_checkpoint(path)
+
+
+def test_other_torch_file_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an AutoRec checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_mismatched_data_or_weights(trained, ml_folder, tmp_path):
+    path = save_checkpoint(trained, tmp_path / "a.pt", split="u1")
+    train, _ = load_split("u2", ml_folder)
+    with pytest.raises(CheckpointError, match="trained on [0-9,]+ ratings but the training set given has"):
+        load_checkpoint(path, train=train.iloc[:-5])
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["hidden"] = 7
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="weights do not match the stored model configuration"):
+        load_checkpoint(path, data_path=ml_folder)
+
+
+def test_unknown_split_name(trained, tmp_path):
+    with pytest.raises(ValueError, match="split 'u9' is not one of"):
+        save_checkpoint(trained, tmp_path / "a.pt", split="u9")
