@@ -600,6 +600,11 @@ class RatingMatrix:
     def item_ids(self) -> np.ndarray:
         return self.col_ids if self.by == "user" else self.row_ids
 
+    @property
+    def user_mask(self) -> torch.Tensor:
+        """The mask as users x movies, whatever the orientation."""
+        return self.mask if self.by == "user" else self.mask.T
+
     @cached_property
     def user_index(self) -> dict[int, int]:
         """MovieLens user id -> 0-based position along the user axis."""

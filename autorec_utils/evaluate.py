@@ -6,6 +6,8 @@ Every predictor has ``predict(user_ids, item_ids) -> np.ndarray`` of ratings cli
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import pandas as pd
 import torch
@@ -70,12 +72,22 @@ class BiasBaseline:
         self.user_bias_, self.item_bias_ = np.zeros(len(self.user_ids_)), np.zeros(len(self.item_ids_))
         user_count = np.bincount(users, minlength=len(self.user_ids_))
         item_count = np.bincount(items, minlength=len(self.item_ids_))
-        for _ in range(self.n_epochs):
-            residual = ratings - self.mean_ - self.item_bias_[items]
-            self.user_bias_ = np.bincount(users, residual, len(self.user_ids_)) / (self.reg_user + user_count)
+        for _ in range(self.n_epochs):  # movies first, so that the final user biases fit the final movie biases
             residual = ratings - self.mean_ - self.user_bias_[users]
             self.item_bias_ = np.bincount(items, residual, len(self.item_ids_)) / (self.reg_item + item_count)
+            residual = ratings - self.mean_ - self.item_bias_[items]
+            self.user_bias_ = np.bincount(users, residual, len(self.user_ids_)) / (self.reg_user + user_count)
         return self
+
+    def predict_new_user(self, user_bias: float, item_ids) -> np.ndarray:
+        """mu + b_u + b_i for a user who is not in the training data, with bias ``user_bias``."""
+        return np.clip(self.mean_ + user_bias + _lookup(self.item_ids_, self.item_bias_, item_ids), *RATING_RANGE)
+
+    def user_bias_for(self, item_ids, ratings) -> float:
+        """b_u of a new user from their ratings, by the same update as in ``fit`` (no refitting)."""
+        ratings = np.asarray(ratings, dtype=np.float64)
+        residual = ratings - self.mean_ - _lookup(self.item_ids_, self.item_bias_, item_ids)
+        return float(residual.sum() / (self.reg_user + len(ratings)))
 
     def predict_matrix(self, matrix: RatingMatrix) -> torch.Tensor:
         """Predictions for every cell of ``matrix`` (its orientation), e.g. as AutoRec's ``baseline``."""
@@ -121,18 +133,89 @@ class AutoRecPredictor:
         self.matrix = train
         self.reconstruction = reconstruction if train.by == "user" else reconstruction.T  # users x movies
         self.fallback = float(train.values[train.mask].mean()) if fallback is None else fallback
-        user_mask = train.mask if train.by == "user" else train.mask.T
-        self.known_users = user_mask.any(dim=1).numpy()
-        self.known_items = user_mask.any(dim=0).numpy()
+        self.known_users = train.user_mask.any(dim=1).numpy()
+        self.known_items = train.user_mask.any(dim=0).numpy()
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
         users = np.array([self.matrix.user_index.get(int(u), -1) for u in np.asarray(user_ids)])
         items = np.array([self.matrix.item_index.get(int(i), -1) for i in np.asarray(item_ids)])
         known = (users >= 0) & (items >= 0)
         known[known] &= self.known_users[users[known]] & self.known_items[items[known]]
-        if hasattr(self.fallback, "predict"):
-            prediction = np.asarray(self.fallback.predict(np.asarray(user_ids), np.asarray(item_ids)), dtype=np.float64)
-        else:
-            prediction = np.full(len(users), float(self.fallback))
+        prediction = self._fallback(np.asarray(user_ids), np.asarray(item_ids))
         prediction[known] = self.reconstruction[users[known], items[known]].numpy()
         return np.clip(prediction, *RATING_RANGE)
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        """Predicted ratings for every user x movie, *unclipped* so that rankings keep their order, with
+        the fallback where the model has nothing to go on."""
+        scores = self.reconstruction.numpy().astype(np.float64)
+        cold = ~(self.known_users[:, None] & self.known_items[None, :])
+        if cold.any():
+            users, items = np.nonzero(cold)
+            scores[cold] = self._fallback(self.matrix.user_ids[users], self.matrix.item_ids[items])
+        return scores
+
+    def _fallback(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        if hasattr(self.fallback, "predict"):
+            return np.asarray(self.fallback.predict(user_ids, item_ids), dtype=np.float64)
+        return np.full(len(user_ids), float(self.fallback))
+
+
+# ---------------------------------------------------------------- ranking
+
+def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame, user_ids, item_ids,
+                    k: int = 10, threshold: float = 4.0, exclude_items=()) -> dict[str, float]:
+    """Top-``k`` quality of ``scores`` (users x movies, in ``user_ids`` x ``item_ids`` order).
+
+    For every user with at least one relevant test rating (>= ``threshold``), the candidates are the
+    movies they did not rate in training (minus ``exclude_items``); the top-``k`` by score is compared
+    with their relevant test movies. Returns the means of precision@k, recall@k, NDCG@k (binary gains)
+    and hit rate (at least one relevant movie in the list), and the catalogue coverage (the share of
+    candidate movies that appear in anybody's list).
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
+    if scores.shape != (len(user_ids), len(item_ids)):
+        raise ValueError(f"scores has shape {scores.shape}, expected (users, movies) = {(len(user_ids), len(item_ids))}.")
+    user_pos = {int(u): i for i, u in enumerate(user_ids)}
+    item_pos = {int(m): i for i, m in enumerate(item_ids)}
+
+    def grid(frame: pd.DataFrame) -> np.ndarray:
+        cells = np.zeros(scores.shape, dtype=bool)
+        cells[[user_pos[int(u)] for u in frame.user_id], [item_pos[int(m)] for m in frame.item_id]] = True
+        return cells
+
+    candidate = ~grid(train)
+    candidate[:, np.isin(item_ids, np.asarray(exclude_items))] = False
+    relevant = grid(test[test.rating >= threshold]) & candidate
+    users = np.flatnonzero(relevant.any(axis=1))
+    if users.size == 0:
+        raise ValueError(f"no test user has a rating >= {threshold} among their candidates; nothing to rank.")
+    masked = np.where(candidate[users], scores[users], -np.inf)
+    top = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(relevant[users], top, axis=1) & np.isfinite(np.take_along_axis(masked, top, axis=1))
+    n_relevant = relevant[users].sum(axis=1)
+    discount = 1 / np.log2(np.arange(2, k + 2))
+    ideal = np.array([discount[: min(n, k)].sum() for n in n_relevant])
+    listed = np.unique(top[np.isfinite(np.take_along_axis(masked, top, axis=1))])
+    return {
+        f"precision@{k}": float((hits.sum(axis=1) / k).mean()),
+        f"recall@{k}": float((hits.sum(axis=1) / n_relevant).mean()),
+        f"NDCG@{k}": float(((hits * discount).sum(axis=1) / ideal).mean()),
+        f"hit rate@{k}": float(hits.any(axis=1).mean()),
+        "coverage": float(len(listed) / candidate.any(axis=0).sum()),
+        "users": int(users.size),
+    }
+
+
+def popularity_scores(train: pd.DataFrame, user_ids, item_ids) -> np.ndarray:
+    """Score every movie by its number of training ratings, the same for everybody."""
+    counts = train.item_id.value_counts().reindex(np.asarray(item_ids), fill_value=0).to_numpy(dtype=np.float64)
+    return np.tile(counts, (len(np.asarray(user_ids)), 1))
+
+
+def random_scores(user_ids, item_ids, seed: int = 0) -> np.ndarray:
+    """Random scores: what a ranking is worth by chance."""
+    return np.random.default_rng(seed).random((len(np.asarray(user_ids)), len(np.asarray(item_ids))))

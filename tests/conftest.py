@@ -34,8 +34,8 @@ def make_movielens(folder: Path, n_users: int = 12, n_items: int = 30, seed: int
             continue
         flags[1 + item % 18] = "1"
         flags[1 + (item * 7) % 18] = "1"
-        title = f"Movie {item} (19{80 + item})" if item != 2 else "Misérables, Les (1995)"
-        items.append("|".join([str(item), title, f"01-Jan-19{80 + item}", "", f"http://x/{item}"] + flags))
+        title = f"Movie {item} ({1960 + item})" if item != 2 else "Misérables, Les (1995)"
+        items.append("|".join([str(item), title, f"01-Jan-{1960 + item}", "", f"http://x/{item}"] + flags))
     (folder / "u.item").write_bytes(("\n".join(items) + "\n").encode("latin-1"))
     users = [f"{u}|{20 + u}|{'MF'[u % 2]}|{OCCUPATIONS[u % 4]}|{10000 + u if u != 3 else 'T8H1N'}" for u in range(1, n_users + 1)]
     (folder / "u.user").write_text("\n".join(users) + "\n")
