@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"test RMSE on {args.split}: {score(trained.predictor, test)['RMSE']:.4f}")
             save_checkpoint(trained, path, split=args.split)
             say(f"saved {data.display_path(path)}")
-        recommendations = top_k(trained, args.user, movies, k=args.k, include_unknown=args.include_unknown)
+        with warnings.catch_warnings(record=True) as notes:  # "only N movies are left ...": one plain line
+            warnings.simplefilter("always")
+            recommendations = top_k(trained, args.user, movies, k=args.k, include_unknown=args.include_unknown)
+        for note in notes:
+            print(f"note: {note.message}", file=sys.stderr)
     except (ValueError, FileNotFoundError, OSError) as error:  # bad input: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -218,6 +218,13 @@ def test_cli_bad_input_exits_non_zero_with_one_line(cli_data, capsys, argv, mess
     assert message in err[-1] and len([line for line in err if "error" in line]) == 1
 
 
+def test_cli_says_when_the_list_is_shorter_than_k(cli_data, capsys):
+    assert cli.main(["--user", "3", "-k", "500", "--epochs", "2", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("note: only ") and "returning all of them, not 500" in captured.err
+    assert captured.out.startswith("Top ") and "Top 500" not in captured.out
+
+
 def test_cli_corrupt_checkpoint(cli_data, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
