@@ -164,6 +164,12 @@ class AutoRecPredictor:
 
 # ---------------------------------------------------------------- ranking
 
+def check_k(k) -> None:
+    """A list length must be a positive whole number."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+
+
 def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame, user_ids, item_ids,
                     k: int = 10, threshold: float = 4.0, exclude_items=()) -> dict[str, float]:
     """Top-``k`` quality of ``scores`` (users x movies, in ``user_ids`` x ``item_ids`` order).
@@ -174,8 +180,7 @@ def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame,
     and hit rate (at least one relevant movie in the list), and the catalogue coverage (the share of
     candidate movies that appear in anybody's list).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    check_k(k)
     user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
     if scores.shape != (len(user_ids), len(item_ids)):
         raise ValueError(f"scores has shape {scores.shape}, expected (users, movies) = {(len(user_ids), len(item_ids))}.")

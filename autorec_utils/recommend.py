@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .evaluate import check_k
 from .train import TrainedAutoRec
 
 COLUMNS = ["rank", "item_id", "title", "year", "genres"]
@@ -121,22 +122,30 @@ def similar_movies(trained: TrainedAutoRec, movie: int | str, movies: pd.DataFra
 
 
 def movie_embeddings(trained: TrainedAutoRec) -> np.ndarray:
-    """One vector per movie (rows in ``trained.matrix.item_ids`` order)."""
-    model = trained.model
-    with torch.no_grad():
-        if trained.matrix.by == "user":
-            return model.decoder.weight.detach().cpu().numpy().copy()
-        return model.encode(trained.matrix.values.to(next(model.parameters()).device)).cpu().numpy()
+    """One vector per movie (rows in ``trained.matrix.item_ids`` order): U-AutoRec's decoder rows, or
+    I-AutoRec's hidden codes."""
+    if trained.matrix.by == "user":
+        return trained.model.decoder.weight.detach().cpu().numpy().copy()
+    return _hidden_codes(trained)
 
 
 def user_embeddings(trained: TrainedAutoRec) -> np.ndarray:
     """One vector per user (rows in ``trained.matrix.user_ids`` order): U-AutoRec's hidden codes
     g(V r + mu), or I-AutoRec's decoder rows."""
-    model = trained.model
+    if trained.matrix.by == "user":
+        return _hidden_codes(trained)
+    return trained.model.decoder.weight.detach().cpu().numpy().copy()
+
+
+def _hidden_codes(trained: TrainedAutoRec) -> np.ndarray:
+    """The hidden code of every row, from the input the model was trained on (residuals, for a model
+    trained on the residuals of the bias baseline)."""
+    matrix, model = trained.matrix, trained.model
+    inputs = matrix.values
+    if trained.recipe.get("residual"):
+        inputs = (matrix.values - trained.bias.predict_matrix(matrix)) * matrix.mask
     with torch.no_grad():
-        if trained.matrix.by == "user":
-            return model.encode(trained.matrix.values.to(next(model.parameters()).device)).cpu().numpy()
-        return model.decoder.weight.detach().cpu().numpy().copy()
+        return model.encode(inputs.to(next(model.parameters()).device)).cpu().numpy()
 
 
 def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,15 +155,10 @@ def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ components[:2].T, singular[:2] ** 2 / (singular**2).sum()
 
 
-def _check_k(k) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive whole number, got {k!r}.")
-
-
 def _rank(scores: np.ndarray, rated: np.ndarray, item_ids: np.ndarray, movies: pd.DataFrame, k: int,
           include_unknown: bool, who: str) -> pd.DataFrame:
     """The top-``k`` unrated candidates by score, with titles; says so when fewer than ``k`` exist."""
-    _check_k(k)
+    check_k(k)
     candidates = ~rated
     if not include_unknown:
         candidates &= ~np.isin(item_ids, movies.item_id[movies.title == "unknown"])

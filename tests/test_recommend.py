@@ -236,3 +236,14 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit) as stopped:
         cli.main(["--help"])
     assert stopped.value.code == 0 and "--variant" in capsys.readouterr().out
+
+
+def test_embeddings_of_a_residual_model_read_residuals(setting):
+    import torch
+
+    trained = trained_on(setting)  # U-AutoRec (best) learns residuals of the bias baseline
+    matrix = trained.matrix
+    residuals = (matrix.values - trained.bias.predict_matrix(matrix)) * matrix.mask
+    with torch.no_grad():
+        expected = trained.model.encode(residuals).numpy()
+    assert np.allclose(user_embeddings(trained), expected)
