@@ -52,6 +52,19 @@ class AutoRec(nn.Module):
             )
         return self.decoder(self.dropout(self.encode(ratings)))
 
+    def encode_sparse(self, ratings: torch.Tensor) -> torch.Tensor:
+        """``encode`` for a sparse (COO) batch of rating vectors: the cost grows with the ratings stored,
+        not with the length of the vectors."""
+        if self.training and self.input_dropout.p > 0:
+            kept = self.input_dropout(ratings.values())
+            ratings = torch.sparse_coo_tensor(ratings.indices(), kept, ratings.shape, is_coalesced=True, check_invariants=False)
+        return self.activation(torch.sparse.mm(ratings, self.encoder.weight.T) + self.encoder.bias)
+
+    def decode_at(self, codes: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """h(r) only at the entries (rows[k], cols[k]): gathers just the decoder rows it needs."""
+        codes = self.dropout(codes)
+        return (codes[rows] * self.decoder.weight[cols]).sum(dim=1) + self.decoder.bias[cols]
+
     def weight_norm(self) -> torch.Tensor:
         """||W||^2 + ||V||^2: the two weight matrices only, not the biases (the paper's regulariser)."""
         return self.encoder.weight.square().sum() + self.decoder.weight.square().sum()

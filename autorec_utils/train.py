@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import RatingMatrix, rating_matrix
+from .data import RatingMatrix, SparseRatingMatrix, _csr, rating_matrix
 from .evaluate import AutoRecPredictor, BiasBaseline
 from .model import AutoRec, masked_squared_error
 
@@ -55,21 +55,31 @@ class History:
         return self.records[self.best_epoch - 1]
 
 
+DENSE_LIMIT = 50_000_000  # cells: above this a SparseRatingMatrix trains on the sparse path
+
+
 def carve_validation(matrix: RatingMatrix, fraction: float, seed: int) -> torch.Tensor:
     """A random ``fraction`` of the observed entries, as a mask, to validate on."""
+    observed = matrix.mask.flatten().nonzero().squeeze(1)
+    validation = torch.zeros(matrix.mask.numel(), dtype=torch.bool)
+    validation[observed[_validation_entries(len(observed), fraction, seed)]] = True
+    return validation.view_as(matrix.mask)
+
+
+def _validation_entries(n_observed: int, fraction: float, seed: int) -> torch.Tensor:
+    """Which of the observed entries (in row-major order) to validate on, as a bool per entry. The
+    dense and the sparse path draw the same ones for the same seed."""
     if not 0 <= fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {fraction!r}.")
-    observed = matrix.mask.flatten().nonzero().squeeze(1)
     generator = torch.Generator().manual_seed(seed)
-    chosen = observed[torch.randperm(len(observed), generator=generator)[: int(round(fraction * len(observed)))]]
-    validation = torch.zeros(matrix.mask.numel(), dtype=torch.bool)
-    validation[chosen] = True
-    return validation.view_as(matrix.mask)
+    chosen = torch.zeros(n_observed, dtype=torch.bool)
+    chosen[torch.randperm(n_observed, generator=generator)[: int(round(fraction * n_observed))]] = True
+    return chosen
 
 
 def fit(
     model: AutoRec,
-    train: RatingMatrix,
+    train: RatingMatrix | SparseRatingMatrix,
     epochs: int = 200,
     lr: float = 1e-3,
     l2: float = 1.0,
@@ -82,6 +92,7 @@ def fit(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    sparse: bool | None = None,
 ) -> History:
     """Minimise the AutoRec objective on the observed entries of ``train`` (rows = what the model reads).
 
@@ -92,34 +103,39 @@ def fit(
     validation RMSE); the best epoch's weights are restored. ``lr_decay`` multiplies the learning rate
     after every epoch. Rprop and L-BFGS (the paper's optimisers) are full-batch only.
 
-    ``baseline`` (a tensor shaped like ``train.values``, e.g. ``BiasBaseline.predict_matrix``) makes
-    the model learn the *residuals* r - baseline instead of the ratings; predictions are then
+    ``baseline`` (a tensor shaped like the matrix, e.g. ``BiasBaseline.predict_matrix``) makes the model
+    learn the *residuals* r - baseline instead of the ratings; predictions are then
     baseline + h(r - baseline). The reported RMSEs are always on the rating scale.
+
+    ``sparse``: the dense path computes every entry of every reconstructed row; the sparse path (a
+    ``SparseRatingMatrix`` in, sparse-dense products in the encoder, the decoder evaluated only at the
+    observed entries) costs time and memory in proportion to the ratings -- give it a ``batch_size``.
+    ``None`` picks sparse for a ``SparseRatingMatrix`` of more than ``DENSE_LIMIT`` cells, else dense;
+    True or False forces a path (converting the matrix if needed). Both minimise the same objective.
     """
     _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, patience)
     if not 0 < lr_decay <= 1:
         raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay!r}.")
-    if baseline is not None and baseline.shape != train.values.shape:
-        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, the matrix {tuple(train.values.shape)}: predict it for this matrix.")
+    if baseline is not None and tuple(baseline.shape) != train.shape:
+        raise ValueError(f"baseline has shape {tuple(baseline.shape)}, the matrix {train.shape}: predict it for this matrix.")
+    if sparse is None:
+        sparse = isinstance(train, SparseRatingMatrix) and train.shape[0] * train.shape[1] > DENSE_LIMIT
+    if sparse and isinstance(train, RatingMatrix):
+        train = SparseRatingMatrix.from_dense(train)
+    elif not sparse and isinstance(train, SparseRatingMatrix):
+        train = train.to_dense()
     device = pick_device(device)
     model.to(device)
-    validation = carve_validation(train, validation_fraction, seed)
-    fit_mask = (train.mask & ~validation).to(device)
-    offset = torch.zeros(()) if baseline is None else baseline
-    offset = offset.to(device)
-    targets = (train.values.to(device) - offset) * train.mask.to(device)
-    inputs = targets * fit_mask  # validation ratings are hidden from the input too
-    validation = validation.to(device)
-    n_rows = inputs.shape[0]
+    data = (_SparseProblem if sparse else _DenseProblem)(model, train, validation_fraction, seed, baseline, device)
+    n_rows = train.shape[0]
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
     optim = _make_optimizer(optimizer, model.parameters(), lr)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=lr_decay)
 
-    def objective(rows: torch.Tensor | slice) -> torch.Tensor:
-        batch_rows = n_rows if isinstance(rows, slice) else len(rows)
-        error = masked_squared_error(model(inputs[rows]), targets[rows], fit_mask[rows])
-        return error + (batch_rows / n_rows) * 0.5 * l2 * model.weight_norm()
+    def objective(rows: torch.Tensor | None) -> torch.Tensor:
+        batch_rows = n_rows if rows is None else len(rows)
+        return data.squared_error(rows) + (batch_rows / n_rows) * 0.5 * l2 * model.weight_norm()
 
     history, best_rmse, best_state, waited = History(), float("inf"), None, 0
     bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress)
@@ -129,22 +145,21 @@ def fit(
         if batch_size is None:
             def closure():
                 optim.zero_grad()
-                loss = objective(slice(None))
+                loss = objective(None)
                 loss.backward()
                 return loss
             epoch_loss = float(optim.step(closure).detach())
         else:
             epoch_loss = 0.0
             for rows in torch.randperm(n_rows, generator=generator).split(batch_size):
-                rows = rows.to(device)
                 optim.zero_grad()
-                loss = objective(rows)
+                loss = objective(rows.to(device))
                 loss.backward()
                 optim.step()
                 epoch_loss += float(loss.detach())
         schedule.step()
-        train_rmse, val_rmse = _rmse_on(model, inputs, targets, offset, [fit_mask, validation])
-        record = {"epoch": epoch, "loss": epoch_loss, "loss_per_rating": epoch_loss / max(int(fit_mask.sum()), 1),
+        train_rmse, val_rmse = data.rmse()
+        record = {"epoch": epoch, "loss": epoch_loss, "loss_per_rating": epoch_loss / max(data.n_fit, 1),
                   "train_rmse": train_rmse, "val_rmse": val_rmse, "seconds": time.perf_counter() - started}
         history.records.append(record)
         bar.set_postfix(loss=f"{record['loss_per_rating']:.3f}", train=f"{train_rmse:.4f}", val=f"{val_rmse:.4f}")
@@ -164,13 +179,85 @@ def fit(
     return history
 
 
-def _rmse_on(model: AutoRec, inputs: torch.Tensor, targets: torch.Tensor, offset: torch.Tensor,
-             masks: list[torch.Tensor]) -> list[float]:
-    """RMSE on the rating scale (clipped to [1, 5]) on each mask's entries (NaN for an empty mask)."""
-    model.eval()
-    with torch.no_grad():
-        error = (model(inputs) + offset).clamp(1, 5) - (targets + offset)
-    return [float(error[m].square().mean().sqrt()) if m.any() else float("nan") for m in masks]
+class _DenseProblem:
+    """The whole matrix on the device: simple and fast while it fits."""
+
+    def __init__(self, model, train: RatingMatrix, fraction, seed, baseline, device):
+        self.model = model
+        validation = carve_validation(train, fraction, seed)
+        self.fit_mask = (train.mask & ~validation).to(device)
+        self.validation = validation.to(device)
+        self.offset = (torch.zeros(()) if baseline is None else baseline).to(device)
+        self.targets = (train.values.to(device) - self.offset) * train.mask.to(device)
+        self.inputs = self.targets * self.fit_mask  # validation ratings are hidden from the input too
+        self.n_fit = int(self.fit_mask.sum())
+
+    def squared_error(self, rows: torch.Tensor | None) -> torch.Tensor:
+        rows = slice(None) if rows is None else rows
+        return masked_squared_error(self.model(self.inputs[rows]), self.targets[rows], self.fit_mask[rows])
+
+    def rmse(self) -> list[float]:
+        """RMSE on the rating scale (clipped to [1, 5]) on the fitted and the validation entries."""
+        self.model.eval()
+        with torch.no_grad():
+            error = (self.model(self.inputs) + self.offset).clamp(1, 5) - (self.targets + self.offset)
+        return [float(error[m].square().mean().sqrt()) if m.any() else float("nan") for m in (self.fit_mask, self.validation)]
+
+
+class _SparseProblem:
+    """Only the observed entries, row by row (CSR): the encoder is a sparse-dense product and the
+    decoder is evaluated only where there is a rating to compare with."""
+
+    EVAL_ROWS = 4096  # rows per chunk when measuring the RMSEs
+
+    def __init__(self, model, train: SparseRatingMatrix, fraction, seed, baseline, device):
+        self.model, self.n_cols = model, train.shape[1]
+        rows = train.entry_rows
+        validation = _validation_entries(train.n_observed, fraction, seed)
+        offset = torch.zeros(train.n_observed) if baseline is None else baseline[rows, train.col]
+        self.parts = []
+        for keep in (~validation, validation):  # the fitted part (also the input), then the validation part
+            part = _csr(rows[keep], train.col[keep], train.value[keep] - offset[keep], train.row_ids, train.col_ids, train.by)
+            entry_offset = torch.zeros(int(keep.sum())) if baseline is None else baseline[part.entry_rows, part.col]
+            self.parts.append((part.crow.to(device), part.col.to(device), part.value.to(device), entry_offset.to(device)))
+        self.n_fit = int((~validation).sum())
+        self.n_rows, self.device = train.shape[0], device
+
+    def _codes(self, rows: torch.Tensor) -> torch.Tensor:
+        crow, col, value, _ = self.parts[0]
+        local, index = _entries_of(crow, rows)
+        inputs = torch.sparse_coo_tensor(torch.stack([local, col[index]]), value[index], (len(rows), self.n_cols),
+                                         is_coalesced=True, check_invariants=False)  # sorted and unique by construction
+        return self.model.encode_sparse(inputs)
+
+    def squared_error(self, rows: torch.Tensor | None) -> torch.Tensor:
+        rows = torch.arange(self.n_rows, device=self.device) if rows is None else rows
+        crow, col, value, _ = self.parts[0]
+        local, index = _entries_of(crow, rows)
+        predicted = self.model.decode_at(self._codes(rows), local, col[index])
+        return (predicted - value[index]).square().sum()
+
+    def rmse(self) -> list[float]:
+        self.model.eval()
+        sums, counts = [0.0, 0.0], [0, 0]
+        with torch.no_grad():
+            for rows in torch.arange(self.n_rows, device=self.device).split(self.EVAL_ROWS):
+                codes = self._codes(rows)
+                for k, (crow, col, value, offset) in enumerate(self.parts):
+                    local, index = _entries_of(crow, rows)
+                    predicted = (self.model.decode_at(codes, local, col[index]) + offset[index]).clamp(1, 5)
+                    sums[k] += float((predicted - value[index] - offset[index]).square().sum())
+                    counts[k] += len(index)
+        return [float(np.sqrt(s / c)) if c else float("nan") for s, c in zip(sums, counts, strict=True)]
+
+
+def _entries_of(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the given rows of a CSR matrix: each entry's position in ``rows`` and its index in the
+    entry arrays, row after row."""
+    starts, counts = crow[rows], crow[rows + 1] - crow[rows]
+    local = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
+    first_of_row = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return local, torch.repeat_interleave(starts, counts) + torch.arange(len(local), device=rows.device) - first_of_row
 
 
 def _make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
@@ -182,8 +269,8 @@ def _make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
 
 
 def _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, patience) -> None:
-    if not isinstance(train, RatingMatrix):
-        raise TypeError(f"train must be a RatingMatrix (see data.rating_matrix), got {type(train).__name__}.")
+    if not isinstance(train, (RatingMatrix, SparseRatingMatrix)):
+        raise TypeError(f"train must be a RatingMatrix (see data.rating_matrix) or a SparseRatingMatrix, got {type(train).__name__}.")
     if train.shape[1] != model.config["n_inputs"]:
         raise ValueError(
             f"the model reads vectors of length {model.config['n_inputs']} but each row of the matrix has "

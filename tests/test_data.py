@@ -218,7 +218,7 @@ def test_matrix_bad_inputs(small_ratings):
         rating_matrix(small_ratings, user_ids=[1, 2])
     with pytest.raises(ValueError, match="more than one rating of movie 10 by user 1"):
         rating_matrix(pd.concat([small_ratings, small_ratings.iloc[:1]]))
-    with pytest.raises(ValueError, match=r"rating 0\.0 is outside 1-5"):
+    with pytest.raises(ValueError, match=r"rating 0\.0 is outside 0\.5-5"):
         rating_matrix(small_ratings.assign(rating=[5.0, 0.0, 4.0, 1.0]))
     with pytest.raises(ValueError, match="by='movie'"):
         rating_matrix(small_ratings, by="movie")

@@ -41,3 +41,26 @@ def test_real_movies(ml100k):
     movies = load_movies(ml100k).set_index("item_id")
     assert movies.loc[50, "title"] == "Star Wars (1977)" and movies.loc[50, "year"] == 1977
     assert "Sci-Fi" in movies.loc[50, "genres"].split("|")
+
+
+def test_sparse_and_dense_paths_agree_on_ml100k(ml100k):
+    import torch
+
+    from autorec_utils.data import load_split, load_users, rating_matrix, sparse_rating_matrix
+    from autorec_utils.evaluate import AutoRecPredictor, score
+    from autorec_utils.model import AutoRec
+    from autorec_utils.train import fit, seed_everything
+
+    train, test = load_split("u1", ml100k)
+    ids = {"user_ids": load_users(ml100k).user_id, "item_ids": load_movies(ml100k).item_id}
+    dense = rating_matrix(train, by="item", **ids)
+    results = []
+    for matrix, sparse in ((dense, False), (sparse_rating_matrix(train, by="item", **ids), True)):
+        seed_everything(0)
+        model = AutoRec(matrix.shape[1], hidden=100)
+        history = fit(model, matrix, epochs=15, lr=1e-2, l2=100.0, batch_size=256, sparse=sparse, progress=False)
+        results.append((history.best["val_rmse"], score(AutoRecPredictor(model, dense), test)["RMSE"], model))
+    (dense_val, dense_test, dense_model), (sparse_val, sparse_test, sparse_model) = results
+    assert abs(dense_val - sparse_val) < 0.002 and abs(dense_test - sparse_test) < 0.002
+    assert dense_test < 1.0  # it learned something
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(dense_model.parameters(), sparse_model.parameters(), strict=True))
