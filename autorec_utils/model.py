@@ -61,9 +61,11 @@ class AutoRec(nn.Module):
         return self.activation(torch.sparse.mm(ratings, self.encoder.weight.T) + self.encoder.bias)
 
     def decode_at(self, codes: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """h(r) only at the entries (rows[k], cols[k]): gathers just the decoder rows it needs."""
-        codes = self.dropout(codes)
-        return (codes[rows] * self.decoder.weight[cols]).sum(dim=1) + self.decoder.bias[cols]
+        """h(r) only at the entries (rows[k], cols[k]). Only the decoder rows of the columns that occur
+        are used: one dense product codes x W[those columns]^T, then the entries are read from it."""
+        used, position = torch.unique(cols, return_inverse=True)
+        outputs = self.dropout(codes) @ self.decoder.weight[used].T + self.decoder.bias[used]
+        return outputs[rows, position]
 
     def weight_norm(self) -> torch.Tensor:
         """||W||^2 + ||V||^2: the two weight matrices only, not the biases (the paper's regulariser)."""

@@ -208,7 +208,7 @@ class _SparseProblem:
     """Only the observed entries, row by row (CSR): the encoder is a sparse-dense product and the
     decoder is evaluated only where there is a rating to compare with."""
 
-    EVAL_ROWS = 4096  # rows per chunk when measuring the RMSEs
+    EVAL_ROWS = 256  # rows per chunk when measuring the RMSEs
 
     def __init__(self, model, train: SparseRatingMatrix, fraction, seed, baseline, device):
         self.model, self.n_cols = model, train.shape[1]
@@ -241,7 +241,7 @@ class _SparseProblem:
         self.model.eval()
         sums, counts = [0.0, 0.0], [0, 0]
         with torch.no_grad():
-            for rows in torch.arange(self.n_rows, device=self.device).split(self.EVAL_ROWS):
+            for rows in torch.arange(self.n_rows, device=self.device).split(self.EVAL_ROWS):  # bounded memory
                 codes = self._codes(rows)
                 for k, (crow, col, value, offset) in enumerate(self.parts):
                     local, index = _entries_of(crow, rows)
