@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 
 from . import __version__, data
-from .evaluate import AutoRecPredictor, BiasBaseline
+from .evaluate import BiasBaseline
 from .model import AutoRec
-from .train import History, TrainedAutoRec
+from .train import History, TrainedAutoRec, predictor_for
 
 FORMAT = "autorec-checkpoint/1"
 
@@ -118,9 +118,6 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None,
     bias.user_ids_, bias.user_bias_ = stored["user_ids"].numpy(), stored["user_bias"].numpy()
     bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
     recipe = payload["recipe"]
-    baseline = bias.predict_matrix(matrix) if recipe.get("residual") else None
-    predictor = AutoRecPredictor(model, matrix, fallback=bias if recipe.get("fallback") == "bias" else None,
-                                 baseline=baseline)
     history = History(records=payload["history"], best_epoch=payload["best_epoch"])
-    return TrainedAutoRec(model, matrix, predictor, bias, history, recipe, payload["seconds"])
+    return TrainedAutoRec(model, matrix, predictor_for(model, matrix, bias, recipe), bias, history, recipe, payload["seconds"])
 

@@ -80,9 +80,10 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "autorec_utils"
 
 
-def movielens_dir(data_dir: str | Path | None = None) -> Path:
-    """The folder holding ``u.data`` and friends: ``<data_dir>/raw/ml-100k``."""
-    return Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / "raw" / "ml-100k"
+def movielens_dir(data_dir: str | Path | None = None, release: str = "ml-100k") -> Path:
+    """The folder holding a release's files: ``<data_dir>/raw/ml-100k`` (``u.data`` and friends), or
+    ``<data_dir>/raw/<release>``."""
+    return Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / "raw" / release
 
 
 def display_path(path: str | Path) -> str:
@@ -152,7 +153,7 @@ def fetch_movielens(
     raw.mkdir(parents=True, exist_ok=True)
     if source in ("auto", "grouplens"):
         try:
-            zip_path = download_movielens(raw, url=url, sha1=sha1, progress=progress, verbose=verbose)
+            zip_path = download_movielens(raw, url=url, checksum=sha1, progress=progress, verbose=verbose)
             with _staging_dir(raw) as staging:
                 extract_zip_safely(zip_path, staging)
                 _require_complete(staging / "ml-100k", f"{zip_path.name}")
@@ -177,15 +178,15 @@ def fetch_movielens(
 def download_movielens(
     raw_dir: str | Path,
     url: str = ML100K_URL,
-    sha1: str = ML100K_SHA1,
+    checksum: str = ML100K_SHA1,
     progress: bool = True,
     verbose: bool = True,
     timeout: float = 30.0,
     zip_name: str = "ml-100k.zip",
     algorithm: str = "sha1",
 ) -> Path:
-    """Return ``<raw_dir>/<zip_name>`` with a verified checksum (``sha1`` holds the expected digest of
-    ``algorithm``), downloading it if needed.
+    """Return ``<raw_dir>/<zip_name>`` whose ``algorithm`` digest is ``checksum``, downloading it if
+    needed.
 
     The bytes go to a hidden temporary file and are renamed into place only once complete and
     verified, so an interrupted or corrupted download never looks like data.
@@ -194,7 +195,7 @@ def download_movielens(
     final = raw_dir / zip_name
     label = algorithm.upper().replace("SHA", "SHA-")
     if final.is_file():
-        if _digest_of(final, algorithm) == sha1:
+        if _digest_of(final, algorithm) == checksum:
             return final
         if verbose:
             print(f"{display_path(final)} has the wrong {label}; downloading a fresh copy.")
@@ -213,9 +214,9 @@ def download_movielens(
                     digest.update(chunk)
                     bar.update(len(chunk))
         got = digest.hexdigest()
-        if got != sha1:
+        if got != checksum:
             raise ChecksumError(
-                f"{url} gave a file whose {label} is {got}, not the published {sha1}: the download is "
+                f"{url} gave a file whose {label} is {got}, not the published {checksum}: the download is "
                 f"corrupt or not {zip_name}. Nothing was extracted; try again later, or copy a "
                 f"verified {zip_name} into {display_path(raw_dir)}."
             )
@@ -822,8 +823,8 @@ def fetch_release(name: str, data_dir: str | Path | None = None, progress: bool 
     extracted only inside its folder. There is no offline mirror for these.
     """
     release = release_info(name)
-    raw = (Path(data_dir) if data_dir is not None else default_data_dir()).expanduser() / "raw"
-    target = raw / name
+    target = movielens_dir(data_dir, name)
+    raw = target.parent
     say = print if verbose else (lambda *a, **k: None)
     if (target / release.ratings).is_file() and (target / release.movies).is_file():
         result = FetchResult(target, "files already present")
@@ -831,7 +832,7 @@ def fetch_release(name: str, data_dir: str | Path | None = None, progress: bool 
         return result
     raw.mkdir(parents=True, exist_ok=True)
     try:
-        zip_path = download_movielens(raw, url=url or release.url, sha1=checksum or release.checksum, progress=progress,
+        zip_path = download_movielens(raw, url=url or release.url, checksum=checksum or release.checksum, progress=progress,
                                       verbose=verbose, zip_name=f"{name}.zip", algorithm=release.algorithm)
     except DataError as error:
         raise DownloadError(f"{name} cannot be fetched: {error} (There is no offline mirror for {name}.)") from error
@@ -867,8 +868,7 @@ def load_release_ratings(name: str, path: str | Path | None = None) -> pd.DataFr
     """Ratings ``user_id, item_id, rating, timestamp`` of a larger release (same columns and types as
     ``load_ratings``); ``path`` is its folder (default ``<data_dir>/raw/<name>``)."""
     release = release_info(name)
-    folder = Path(path) if path is not None else default_data_dir() / "raw" / name
-    file = folder / release.ratings
+    file = (Path(path) if path is not None else movielens_dir(release=name)) / release.ratings
     table = _read_release_table(release, file, ["user_id", "item_id", "rating", "timestamp"])
     rating = pd.to_numeric(table.rating.str.strip(), errors="coerce")
     step = 2 if release.half_stars else 1  # ratings times step must be whole numbers
@@ -890,8 +890,7 @@ def load_release_ratings(name: str, path: str | Path | None = None) -> pd.DataFr
 def load_release_movies(name: str, path: str | Path | None = None) -> pd.DataFrame:
     """Movies ``item_id, title, year, genres`` of a larger release (genres joined by ``|``)."""
     release = release_info(name)
-    folder = Path(path) if path is not None else default_data_dir() / "raw" / name
-    file = folder / release.movies
+    file = (Path(path) if path is not None else movielens_dir(release=name)) / release.movies
     table = _read_release_table(release, file, ["item_id", "title", "genres"])
     year = table.title.str.extract(r"\((\d{4})\)\s*$")[0]
     return pd.DataFrame({

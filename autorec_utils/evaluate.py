@@ -127,8 +127,9 @@ class AutoRecPredictor:
         was_training = model.training
         model.eval()
         offset = torch.zeros(()) if baseline is None else baseline.cpu()
+        self.inputs = (train.values - offset) * train.mask  # what the model reads: ratings, or residuals
         with torch.no_grad():
-            reconstruction = model(((train.values - offset) * train.mask).to(device)).cpu() + offset
+            reconstruction = model(self.inputs.to(device)).cpu() + offset
         model.train(was_training)
         self.matrix = train
         self.reconstruction = reconstruction if train.by == "user" else reconstruction.T  # users x movies

@@ -138,14 +138,11 @@ def user_embeddings(trained: TrainedAutoRec) -> np.ndarray:
 
 
 def _hidden_codes(trained: TrainedAutoRec) -> np.ndarray:
-    """The hidden code of every row, from the input the model was trained on (residuals, for a model
-    trained on the residuals of the bias baseline)."""
-    matrix, model = trained.matrix, trained.model
-    inputs = matrix.values
-    if trained.recipe.get("residual"):
-        inputs = (matrix.values - trained.bias.predict_matrix(matrix)) * matrix.mask
+    """The hidden code of every row, from the input the model reads (residuals, for a model trained on
+    the residuals of the bias baseline)."""
+    model = trained.model
     with torch.no_grad():
-        return model.encode(inputs.to(next(model.parameters()).device)).cpu().numpy()
+        return model.encode(trained.predictor.inputs.to(next(model.parameters()).device)).cpu().numpy()
 
 
 def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -217,9 +217,9 @@ class _SparseProblem:
         offset = torch.zeros(train.n_observed) if baseline is None else baseline[rows, train.col]
         self.parts = []
         for keep in (~validation, validation):  # the fitted part (also the input), then the validation part
+            # the entries are already in row-major order, so _csr keeps them (and offset[keep]) in place
             part = _csr(rows[keep], train.col[keep], train.value[keep] - offset[keep], train.row_ids, train.col_ids, train.by)
-            entry_offset = torch.zeros(int(keep.sum())) if baseline is None else baseline[part.entry_rows, part.col]
-            self.parts.append((part.crow.to(device), part.col.to(device), part.value.to(device), entry_offset.to(device)))
+            self.parts.append((part.crow.to(device), part.col.to(device), part.value.to(device), offset[keep].to(device)))
         self.n_fit = int((~validation).sum())
         self.n_rows, self.device = train.shape[0], device
 
@@ -364,6 +364,13 @@ def train_autorec(
         model = AutoRec(matrix.shape[1], **model_settings)
         fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress,
             **{**fit_settings, "epochs": history.best_epoch, "validation_fraction": 0.0, "patience": history.best_epoch})
-    fallback = bias if recipe.get("fallback") == "bias" else None
-    predictor = AutoRecPredictor(model, matrix, fallback=fallback, baseline=baseline)
+    predictor = predictor_for(model, matrix, bias, recipe)
     return TrainedAutoRec(model, matrix, predictor, bias, history, recipe, time.perf_counter() - started)
+
+
+def predictor_for(model: AutoRec, matrix: RatingMatrix, bias: BiasBaseline, recipe: dict) -> AutoRecPredictor:
+    """The predictor of a model trained by ``recipe``: with its baseline when it learned residuals,
+    and its fallback for users and movies without training ratings."""
+    baseline = bias.predict_matrix(matrix) if recipe.get("residual") else None
+    fallback = bias if recipe.get("fallback") == "bias" else None
+    return AutoRecPredictor(model, matrix, fallback=fallback, baseline=baseline)

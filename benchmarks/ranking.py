@@ -23,8 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     path = data.fetch_movielens(progress=False, verbose=False).path
     train, test = data.load_split(args.split, path)
-    users, movies = data.load_users(path).user_id, data.load_movies(path).item_id
-    trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies, progress=False)
+    users, movies = data.load_users(path).user_id, data.load_movies(path)
+    trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False)
                for name in ("U-AutoRec (best)", "I-AutoRec")}
     bias = BiasBaseline().fit(train)
     matrix = trained["U-AutoRec (best)"].matrix
@@ -33,7 +33,7 @@ def main() -> None:
                "popularity": popularity_scores(train, matrix.user_ids, matrix.item_ids),
                "random": random_scores(matrix.user_ids, matrix.item_ids, seed=0)}
     rmse = {**{name: score(t.predictor, test)["RMSE"] for name, t in trained.items()}, "bias baseline": score(bias, test)["RMSE"]}
-    unknown = data.load_movies(path).query("title == 'unknown'").item_id
+    unknown = movies.item_id[movies.title == "unknown"]
     table = pd.DataFrame({name: {"test RMSE": rmse.get(name, float("nan")),
                                  **ranking_metrics(scores, train, test, matrix.user_ids, matrix.item_ids, k=args.k,
                                                    exclude_items=unknown)}
