@@ -745,6 +745,19 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, row_ids, 
     return SparseRatingMatrix(crow, cols[order].long(), values[order].float(), np.asarray(row_ids), np.asarray(col_ids), by)
 
 
+def csr_rows(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
+             n_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Some rows of a CSR matrix (``crow``, ``col``, one value per entry) as a torch CSR tensor of
+    len(rows) x ``n_cols`` -- a mini-batch for ``AutoRec.encode_sparse`` -- and their entries' indices."""
+    starts, counts = crow[rows], crow[rows + 1] - crow[rows]
+    first_of_row = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    index = torch.repeat_interleave(starts, counts) + torch.arange(len(first_of_row), device=rows.device) - first_of_row
+    batch_crow = torch.zeros(len(rows) + 1, dtype=crow.dtype, device=crow.device)
+    batch_crow[1:] = counts.cumsum(0)
+    batch = torch.sparse_csr_tensor(batch_crow, col[index], values[index], (len(rows), n_cols), check_invariants=False)
+    return batch, index
+
+
 def sparse_rating_matrix(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_ids=None) -> SparseRatingMatrix:
     """Like ``rating_matrix``, but only the observed ratings are stored: memory grows with the number
     of ratings, not with users x movies."""
@@ -899,3 +912,47 @@ def load_release_movies(name: str, path: str | Path | None = None) -> pd.DataFra
         "year": pd.to_numeric(year).astype("Int16"),
         "genres": table.genres.replace("(no genres listed)", "").astype("string"),
     })
+
+
+# ---------------------------------------------------------------- generated data at any scale
+
+RELEASE_SHAPES = {  # users, movies, ratings of each release (GroupLens' READMEs)
+    "ml-100k": (943, 1_682, 100_000),
+    "ml-1m": (6_040, 3_706, 1_000_209),
+    "ml-10m": (69_878, 10_677, 10_000_054),
+    "ml-20m": (138_493, 26_744, 20_000_263),
+    "ml-25m": (162_541, 59_047, 25_000_095),
+    "ml-32m": (200_948, 84_432, 32_000_204),
+}
+
+
+def generate_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0, rank: int = 8) -> pd.DataFrame:
+    """Made-up ratings shaped like MovieLens, for trying things at a scale you cannot download: long
+    tails (a few very active users, a few very popular movies, drawn from Pareto weights), and whole-star
+    ratings from a hidden low-rank taste model, mu + b_u + b_i + p_u . q_i + noise, so that there is
+    something to learn. Columns user_id, item_id, rating (ids from 1), in random order."""
+    for name, value in (("n_users", n_users), ("n_items", n_items), ("n_ratings", n_ratings)):
+        if not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if n_ratings > n_users * n_items:
+        raise ValueError(f"{n_ratings:,} ratings do not fit in {n_users:,} users x {n_items:,} movies.")
+    rng = np.random.default_rng(seed)
+    user_weight, item_weight = rng.pareto(1.5, n_users) + 1, rng.pareto(1.2, n_items) + 1
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < n_ratings:  # draw (user, movie) pairs, drop repeats, top up
+        draw = int((n_ratings - len(keys)) * 1.3) + 1000
+        users = rng.choice(n_users, draw, p=user_weight / user_weight.sum())
+        items = rng.choice(n_items, draw, p=item_weight / item_weight.sum())
+        keys = np.unique(np.concatenate([keys, users.astype(np.int64) * n_items + items]))
+    keys = rng.permutation(keys)[:n_ratings]
+    users, items = keys // n_items, keys % n_items
+    del keys
+    user_bias, item_bias = rng.normal(0, 0.4, n_users), rng.normal(0, 0.5, n_items)
+    user_taste = rng.normal(0, 0.8 / rank**0.25, (n_users, rank)).astype(np.float32)
+    item_taste = rng.normal(0, 0.8 / rank**0.25, (n_items, rank)).astype(np.float32)
+    ratings = np.empty(n_ratings, dtype=np.float32)
+    for chunk in np.array_split(np.arange(n_ratings), max(1, n_ratings // 2_000_000)):  # bounded memory
+        u, i = users[chunk], items[chunk]
+        score = 3.5 + user_bias[u] + item_bias[i] + np.einsum("ij,ij->i", user_taste[u], item_taste[i])
+        ratings[chunk] = np.clip(np.rint(score + rng.normal(0, 0.6, len(chunk))), 1, 5)
+    return pd.DataFrame({"user_id": users + 1, "item_id": items + 1, "rating": ratings})

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import RatingMatrix
+from .data import RatingMatrix, SparseRatingMatrix, csr_rows
 from .model import AutoRec
 
 RATING_RANGE = (1.0, 5.0)
@@ -138,10 +138,7 @@ class AutoRecPredictor:
         self.known_items = train.user_mask.any(dim=0).numpy()
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
-        users = np.array([self.matrix.user_index.get(int(u), -1) for u in np.asarray(user_ids)])
-        items = np.array([self.matrix.item_index.get(int(i), -1) for i in np.asarray(item_ids)])
-        known = (users >= 0) & (items >= 0)
-        known[known] &= self.known_users[users[known]] & self.known_items[items[known]]
+        users, items, known = _known_entries(self, user_ids, item_ids)
         prediction = self._fallback(np.asarray(user_ids), np.asarray(item_ids))
         prediction[known] = self.reconstruction[users[known], items[known]].numpy()
         return np.clip(prediction, *RATING_RANGE)
@@ -161,6 +158,77 @@ class AutoRecPredictor:
         if hasattr(self.fallback, "predict"):
             return np.asarray(self.fallback.predict(user_ids, item_ids), dtype=np.float64)
         return np.full(len(user_ids), float(self.fallback))
+
+
+def _known_entries(predictor, user_ids, item_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the users and movies in the predictor's matrix (-1: not in it), and which entries
+    the model can predict (both in the matrix, both with training ratings)."""
+    index = predictor.matrix
+    users = np.array([index.user_index.get(int(u), -1) for u in np.asarray(user_ids)], dtype=np.int64)
+    items = np.array([index.item_index.get(int(i), -1) for i in np.asarray(item_ids)], dtype=np.int64)
+    known = (users >= 0) & (items >= 0)
+    known[known] &= predictor.known_users[users[known]] & predictor.known_items[items[known]]
+    return users, items, known
+
+
+class SparseAutoRecPredictor:
+    """Predictions of an AutoRec trained on a ``SparseRatingMatrix``, computed only where asked: the
+    hidden code of every row once (rows x hidden numbers), then codes[row] . W[column] + b[column] for
+    each requested entry. Memory grows with rows x hidden, never with users x movies (the dense
+    reconstruction of ML-20M would take 15 GB). Same ``predict`` and fallback as ``AutoRecPredictor``."""
+
+    ROWS, ENTRIES = 4096, 65536  # chunk sizes: bounded memory
+
+    def __init__(self, model: AutoRec, train: SparseRatingMatrix, fallback=None):
+        if train.shape[1] != model.config["n_inputs"]:
+            raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
+                             f"{train.shape[1]} columns; pass the matrix the model was trained on.")
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            self.codes = torch.cat([
+                model.encode_sparse(csr_rows(train.crow, train.col, train.value, rows, train.shape[1])[0].to(device))
+                for rows in torch.arange(train.shape[0]).split(self.ROWS)
+            ])
+        model.train(was_training)
+        self.model, self.matrix = model, train
+        self.fallback = float(train.value.mean()) if fallback is None else fallback
+        rated_rows = (train.crow.diff() > 0).numpy()
+        rated_cols = (torch.bincount(train.col, minlength=train.shape[1]) > 0).numpy()
+        self.known_users, self.known_items = (rated_rows, rated_cols) if train.by == "user" else (rated_cols, rated_rows)
+
+    def predict(self, user_ids, item_ids) -> np.ndarray:
+        users, items, known = _known_entries(self, user_ids, item_ids)
+        rows, cols = (users, items) if self.matrix.by == "user" else (items, users)
+        prediction = self._fallback(np.asarray(user_ids), np.asarray(item_ids))
+        weight, bias = self.model.decoder.weight, self.model.decoder.bias
+        where = np.flatnonzero(known)
+        with torch.no_grad():
+            for chunk in np.array_split(where, max(1, -(-len(where) // self.ENTRIES))):
+                r = torch.as_tensor(rows[chunk], device=self.codes.device)
+                c = torch.as_tensor(cols[chunk], device=self.codes.device)
+                prediction[chunk] = ((self.codes[r] * weight[c]).sum(1) + bias[c]).double().cpu().numpy()
+        return np.clip(prediction, *RATING_RANGE)
+
+    def user_scores(self, user_id) -> np.ndarray:
+        """Predicted ratings of every movie (in ``matrix.item_ids`` order) for one user, unclipped so that
+        rankings keep their order, with the fallback where the model has nothing to go on."""
+        if int(user_id) not in self.matrix.user_index:
+            raise ValueError(f"user {user_id} is not in the training matrix.")
+        user = self.matrix.user_index[int(user_id)]
+        weight, bias = self.model.decoder.weight, self.model.decoder.bias
+        with torch.no_grad():
+            if self.matrix.by == "user":  # the user's row, decoded in full
+                scores = self.codes[user] @ weight.T + bias
+            else:  # the user's column: every movie's code against the user's decoder row
+                scores = self.codes @ weight[user] + bias[user]
+        scores = scores.double().cpu().numpy()
+        cold = ~(self.known_items & self.known_users[user])
+        scores[cold] = self._fallback(np.full(cold.sum(), user_id), self.matrix.item_ids[cold])
+        return scores
+
+    _fallback = AutoRecPredictor._fallback
 
 
 # ---------------------------------------------------------------- ranking

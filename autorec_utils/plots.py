@@ -63,3 +63,22 @@ def plot_long_tail(ratings: pd.DataFrame) -> plt.Figure:
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_scaling(rows, title: str = "Training cost against the number of ratings", ax: plt.Axes | None = None) -> plt.Axes:
+    """Seconds per epoch against ratings (log-log), one line per model and path, with a dotted line of
+    slope 1 (cost proportional to the ratings) through the smallest sparse measurement. ``rows``: dicts
+    or a DataFrame with ratings, seconds, variant ("U"/"I") and path ("dense"/"sparse")."""
+    frame = pd.DataFrame(rows).dropna(subset=["seconds"])
+    frame = frame.assign(model=frame.variant + "-AutoRec")
+    ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+    sns.lineplot(data=frame, x="ratings", y="seconds", hue="model", style="path", markers=True, dashes=True,
+                 style_order=["sparse", "dense"], ax=ax)
+    ax.set(xscale="log", yscale="log", xlabel="ratings in the training matrix", ylabel="seconds per epoch", title=title)
+    sparse = frame[frame.path == "sparse"].sort_values("ratings")
+    if len(sparse):
+        start = sparse.iloc[0]
+        span = np.array([sparse.ratings.min(), sparse.ratings.max()], dtype=float)
+        ax.plot(span, start.seconds * span / start.ratings, ":", color="grey", label="∝ ratings (slope 1)")
+    ax.legend(fontsize="small")
+    return ax

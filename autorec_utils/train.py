@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .data import RatingMatrix, SparseRatingMatrix, _csr, rating_matrix
-from .evaluate import AutoRecPredictor, BiasBaseline
+from .data import RatingMatrix, SparseRatingMatrix, csr_rows, random_split, rating_matrix, sparse_rating_matrix
+from .evaluate import AutoRecPredictor, BiasBaseline, SparseAutoRecPredictor, score
 from .model import AutoRec, masked_squared_error
 
 OPTIMIZERS = ("adam", "rprop", "lbfgs")
@@ -111,7 +111,9 @@ def fit(
     ``SparseRatingMatrix`` in, sparse-dense products in the encoder, the decoder evaluated only at the
     observed entries) costs time and memory in proportion to the ratings -- give it a ``batch_size``.
     ``None`` picks sparse for a ``SparseRatingMatrix`` of more than ``DENSE_LIMIT`` cells, else dense;
-    True or False forces a path (converting the matrix if needed). Both minimise the same objective.
+    True or False forces a path (converting the matrix if needed). Both minimise the same objective;
+    with Adam, the sparse path lets the optimiser add the penalty's gradient (its weight_decay). The
+    sparse path runs on CUDA or the CPU (PyTorch has no sparse kernels for Apple's MPS).
     """
     _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, patience)
     if not 0 < lr_decay <= 1:
@@ -124,18 +126,28 @@ def fit(
         train = SparseRatingMatrix.from_dense(train)
     elif not sparse and isinstance(train, SparseRatingMatrix):
         train = train.to_dense()
-    device = pick_device(device)
+    device = _sparse_device(device) if sparse else pick_device(device)
     model.to(device)
+    if sparse and optimizer != "lbfgs":  # (L-BFGS flattens gradients with .view, which needs the usual layout)
+        model.store_encoder_by_input()
     data = (_SparseProblem if sparse else _DenseProblem)(model, train, validation_fraction, seed, baseline, device)
     n_rows = train.shape[0]
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout masks
-    optim = _make_optimizer(optimizer, model.parameters(), lr)
+    # On the sparse path Adam adds the penalty's gradient, share * l2 * W, itself (its weight_decay, in
+    # one fused pass over the weights): autograd would take several passes over these big matrices.
+    penalty_by_optimizer = sparse and optimizer == "adam"
+    optim = _make_optimizer(optimizer, model, lr, fused=penalty_by_optimizer)
     schedule = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=lr_decay)
 
     def objective(rows: torch.Tensor | None) -> torch.Tensor:
-        batch_rows = n_rows if rows is None else len(rows)
-        return data.squared_error(rows) + (batch_rows / n_rows) * 0.5 * l2 * model.weight_norm()
+        share = (n_rows if rows is None else len(rows)) / n_rows  # of the penalty, for this batch of rows
+        if not penalty_by_optimizer:
+            return data.squared_error(rows) + share * 0.5 * l2 * model.weight_norm()
+        optim.param_groups[0]["weight_decay"] = share * l2
+        with torch.no_grad():  # the penalty's value, for the reported loss
+            penalty = share * 0.5 * l2 * sum(torch.linalg.vector_norm(w).square() for w in optim.param_groups[0]["params"])
+        return data.squared_error(rows) + penalty
 
     history, best_rmse, best_state, waited = History(), float("inf"), None, 0
     bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress)
@@ -167,7 +179,12 @@ def fit(
         if not np.isfinite(epoch_loss):
             raise FloatingPointError(f"the loss became {epoch_loss} at epoch {epoch}; lower the learning rate (lr={lr}).")
         if score < best_rmse:
-            best_rmse, best_state, waited, history.best_epoch = score, copy.deepcopy(model.state_dict()), 0, epoch
+            best_rmse, waited, history.best_epoch = score, 0, epoch
+            if best_state is None:
+                best_state = copy.deepcopy(model.state_dict())
+            else:  # in place: a second copy of a big model's weights would double this memory for a moment
+                for name, tensor in model.state_dict().items():
+                    best_state[name].copy_(tensor)
         else:
             waited += 1
             if waited >= patience:
@@ -206,66 +223,92 @@ class _DenseProblem:
 
 class _SparseProblem:
     """Only the observed entries, row by row (CSR): the encoder is a sparse-dense product and the
-    decoder is evaluated only where there is a rating to compare with."""
+    decoder is evaluated only where there is a rating to compare with. As on the dense path, the
+    validation ratings are zeros in the input and count in no loss."""
 
-    EVAL_ROWS = 256  # rows per chunk when measuring the RMSEs
+    EVAL_ROWS = 1024  # rows per chunk when measuring the RMSEs
 
     def __init__(self, model, train: SparseRatingMatrix, fraction, seed, baseline, device):
-        self.model, self.n_cols = model, train.shape[1]
-        rows = train.entry_rows
+        self.model, self.n_rows, self.n_cols, self.device = model, train.shape[0], train.shape[1], device
         validation = _validation_entries(train.n_observed, fraction, seed)
-        offset = torch.zeros(train.n_observed) if baseline is None else baseline[rows, train.col]
-        self.parts = []
-        for keep in (~validation, validation):  # the fitted part (also the input), then the validation part
-            # the entries are already in row-major order, so _csr keeps them (and offset[keep]) in place
-            part = _csr(rows[keep], train.col[keep], train.value[keep] - offset[keep], train.row_ids, train.col_ids, train.by)
-            self.parts.append((part.crow.to(device), part.col.to(device), part.value.to(device), offset[keep].to(device)))
+        offset = None if baseline is None else baseline[train.entry_rows, train.col]
+        targets = train.value if offset is None else train.value - offset
+        self.crow, self.col = train.crow.to(device), train.col.to(device)
+        self.targets, self.validation = targets.to(device), validation.to(device)
+        self.inputs = torch.where(self.validation, 0.0, self.targets)
+        self.offset = None if offset is None else offset.to(device)
         self.n_fit = int((~validation).sum())
-        self.n_rows, self.device = train.shape[0], device
 
-    def _codes(self, rows: torch.Tensor) -> torch.Tensor:
-        crow, col, value, _ = self.parts[0]
-        local, index = _entries_of(crow, rows)
-        inputs = torch.sparse_coo_tensor(torch.stack([local, col[index]]), value[index], (len(rows), self.n_cols),
-                                         is_coalesced=True, check_invariants=False)  # sorted and unique by construction
-        return self.model.encode_sparse(inputs)
+    def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return csr_rows(self.crow, self.col, self.inputs, rows, self.n_cols)
 
     def squared_error(self, rows: torch.Tensor | None) -> torch.Tensor:
         rows = torch.arange(self.n_rows, device=self.device) if rows is None else rows
-        crow, col, value, _ = self.parts[0]
-        local, index = _entries_of(crow, rows)
-        predicted = self.model.decode_at(self._codes(rows), local, col[index])
-        return (predicted - value[index]).square().sum()
+        inputs, index = self._batch(rows)
+        predicted = self.model.decode_at(self.model.encode_sparse(inputs), inputs)
+        return torch.where(self.validation[index], 0.0, predicted - self.targets[index]).square().sum()
 
     def rmse(self) -> list[float]:
         self.model.eval()
-        sums, counts = [0.0, 0.0], [0, 0]
+        sums, counts = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.long)
         with torch.no_grad():
             for rows in torch.arange(self.n_rows, device=self.device).split(self.EVAL_ROWS):  # bounded memory
-                codes = self._codes(rows)
-                for k, (crow, col, value, offset) in enumerate(self.parts):
-                    local, index = _entries_of(crow, rows)
-                    predicted = (self.model.decode_at(codes, local, col[index]) + offset[index]).clamp(1, 5)
-                    sums[k] += float((predicted - value[index] - offset[index]).square().sum())
-                    counts[k] += len(index)
-        return [float(np.sqrt(s / c)) if c else float("nan") for s, c in zip(sums, counts, strict=True)]
+                inputs, index = self._batch(rows)
+                predicted, actual = self.model.decode_at(self.model.encode_sparse(inputs), inputs), self.targets[index]
+                if self.offset is not None:
+                    predicted, actual = predicted + self.offset[index], actual + self.offset[index]
+                squared = (predicted.clamp(1, 5) - actual).square().double().cpu()
+                held_out = self.validation[index].long().cpu()  # 0: fitted, 1: validation
+                sums += torch.bincount(held_out, squared, minlength=2)
+                counts += torch.bincount(held_out, minlength=2)
+        return [float((s / c).sqrt()) if c else float("nan") for s, c in zip(sums, counts, strict=True)]
 
 
-def _entries_of(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the given rows of a CSR matrix: each entry's position in ``rows`` and its index in the
-    entry arrays, row after row."""
-    starts, counts = crow[rows], crow[rows + 1] - crow[rows]
-    local = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
-    first_of_row = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return local, torch.repeat_interleave(starts, counts) + torch.arange(len(local), device=rows.device) - first_of_row
-
-
-def _make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+def _make_optimizer(name: str, model: AutoRec, lr: float, fused: bool = False) -> torch.optim.Optimizer:
+    if fused:
+        return _FusedAdam(model, lr)
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
+        return torch.optim.Adam(model.parameters(), lr=lr)
     if name == "rprop":
-        return torch.optim.Rprop(parameters, lr=lr)
-    return torch.optim.LBFGS(parameters, lr=lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        return torch.optim.Rprop(model.parameters(), lr=lr)
+    return torch.optim.LBFGS(model.parameters(), lr=lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+
+
+class _FusedAdam(torch.optim.Adam):
+    """Adam in one fused kernel per step, for the sparse path: the weights (W and V, not the biases) form
+    the first parameter group, whose weight_decay carries the L2 penalty. The fused kernel wants
+    contiguous tensors, so V, stored input by input (``AutoRec.store_encoder_by_input``), is updated
+    through V^T: the same memory, read in order."""
+
+    def __init__(self, model: AutoRec, lr: float):
+        self.model, self.encoder_t = model, model.encoder.weight.detach().T
+        super().__init__([{"params": [self.encoder_t, model.decoder.weight], "weight_decay": 0.0},
+                          {"params": [model.encoder.bias, model.decoder.bias]}], lr=lr, fused=True)
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grad = self.model.encoder.weight.grad
+        self.encoder_t.grad = None if grad is None else grad.T
+        super().step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        super().zero_grad(set_to_none)
+        self.model.encoder.weight.grad = None
+
+
+def _sparse_device(device: str | torch.device | None) -> torch.device:
+    """CUDA or the CPU: PyTorch's sparse CSR kernels are not available on Apple's MPS."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "mps":
+        raise ValueError("the sparse path runs on CUDA or the CPU (PyTorch has no sparse CSR kernels for MPS); "
+                         "pass device='cpu', or sparse=False if the dense matrix fits in memory.")
+    return device
 
 
 def _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, patience) -> None:
@@ -315,8 +358,8 @@ class TrainedAutoRec:
     orientation), its predictor, the bias baseline (fitted on the training ratings), and how it went."""
 
     model: AutoRec
-    matrix: RatingMatrix
-    predictor: AutoRecPredictor
+    matrix: RatingMatrix | SparseRatingMatrix
+    predictor: AutoRecPredictor | SparseAutoRecPredictor
     bias: BiasBaseline
     history: History
     recipe: dict
@@ -331,12 +374,15 @@ def train_autorec(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    sparse: bool | None = None,
     **overrides,
 ) -> TrainedAutoRec:
     """Train a recipe (a name from ``RECIPES`` or a dict like them) on the ratings in ``train``.
 
     ``overrides`` change single settings, e.g. ``train_autorec(train, "I-AutoRec", hidden=200)``.
     Pass the full ``user_ids``/``item_ids`` so that test users and movies have a place in the matrix.
+    ``sparse``: build a ``SparseRatingMatrix`` and train on the sparse path (give a ``batch_size``); the
+    predictor is then a ``SparseAutoRecPredictor``. ``None`` decides by size (``DENSE_LIMIT`` cells).
     """
     if isinstance(recipe, str):
         if recipe not in RECIPES:
@@ -349,8 +395,16 @@ def train_autorec(
                          f"{', '.join(_MODEL_KEYS + _FIT_KEYS)}.")
     if recipe.get("fallback", "mean") not in ("mean", "bias"):
         raise ValueError(f"fallback={recipe['fallback']!r}: use 'mean' or 'bias'.")
+    if sparse is None:
+        n_users = len(np.unique(train.user_id)) if user_ids is None else len(np.unique(user_ids))
+        n_items = len(np.unique(train.item_id)) if item_ids is None else len(np.unique(item_ids))
+        sparse = n_users * n_items > DENSE_LIMIT
+    if sparse and recipe.get("residual"):
+        raise ValueError("a residual recipe needs the bias baseline as a dense users x movies matrix, which the sparse "
+                         "path avoids; use 'I-AutoRec' or 'U-AutoRec (paper)', or sparse=False.")
     started = time.perf_counter()
-    matrix = rating_matrix(train, by=recipe.get("by", "user"), user_ids=user_ids, item_ids=item_ids)
+    build = sparse_rating_matrix if sparse else rating_matrix
+    matrix = build(train, by=recipe.get("by", "user"), user_ids=user_ids, item_ids=item_ids)
     bias = BiasBaseline().fit(train)
     baseline = bias.predict_matrix(matrix) if recipe.get("residual") else None
     model_settings = {k: recipe[k] for k in _MODEL_KEYS if k in recipe}
@@ -358,19 +412,40 @@ def train_autorec(
 
     seed_everything(seed)
     model = AutoRec(matrix.shape[1], **model_settings)
-    history = fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress, **fit_settings)
+    history = fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress, sparse=sparse, **fit_settings)
     if recipe.get("refit"):  # same epochs, now on every training rating (no validation part held back)
         seed_everything(seed)
         model = AutoRec(matrix.shape[1], **model_settings)
-        fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress,
+        fit(model, matrix, baseline=baseline, seed=seed, device=device, progress=progress, sparse=sparse,
             **{**fit_settings, "epochs": history.best_epoch, "validation_fraction": 0.0, "patience": history.best_epoch})
     predictor = predictor_for(model, matrix, bias, recipe)
     return TrainedAutoRec(model, matrix, predictor, bias, history, recipe, time.perf_counter() - started)
 
 
-def predictor_for(model: AutoRec, matrix: RatingMatrix, bias: BiasBaseline, recipe: dict) -> AutoRecPredictor:
+def predictor_for(model: AutoRec, matrix: RatingMatrix | SparseRatingMatrix, bias: BiasBaseline,
+                  recipe: dict) -> AutoRecPredictor | SparseAutoRecPredictor:
     """The predictor of a model trained by ``recipe``: with its baseline when it learned residuals,
     and its fallback for users and movies without training ratings."""
-    baseline = bias.predict_matrix(matrix) if recipe.get("residual") else None
     fallback = bias if recipe.get("fallback") == "bias" else None
+    if isinstance(matrix, SparseRatingMatrix):
+        return SparseAutoRecPredictor(model, matrix, fallback=fallback)
+    baseline = bias.predict_matrix(matrix) if recipe.get("residual") else None
     return AutoRecPredictor(model, matrix, fallback=fallback, baseline=baseline)
+
+
+def random_splits_rmse(ratings: pd.DataFrame, recipe: str | dict = "I-AutoRec", repeats: int = 5,
+                       test_fraction: float = 0.1, seed: int = 0, progress: bool = True, **options) -> pd.DataFrame:
+    """The paper's protocol: ``repeats`` random splits (90 % train, 10 % test by default), a model
+    trained on each, its test RMSE and MAE. ``options`` go to ``train_autorec`` (``sparse=True``,
+    ``batch_size=...``, ``epochs=...``, settings of the recipe). One row per split."""
+    if not isinstance(repeats, int) or repeats <= 0:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}.")
+    user_ids, item_ids = np.unique(ratings.user_id), np.unique(ratings.item_id)
+    rows = []
+    for split in range(repeats):
+        train, test = random_split(ratings, test_fraction=test_fraction, seed=seed + split)
+        trained = train_autorec(train, recipe, user_ids=user_ids, item_ids=item_ids, seed=seed + split,
+                                progress=progress, **options)
+        rows.append({"split": split + 1, **score(trained.predictor, test), "epochs": trained.history.best_epoch,
+                     "seconds": round(trained.seconds, 1)})
+    return pd.DataFrame(rows).set_index("split")
