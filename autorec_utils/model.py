@@ -81,8 +81,7 @@ class AutoRec(nn.Module):
         _check_csr(pattern, self.decoder.out_features, "pattern")
         if pattern.shape[0] != len(codes):
             raise ValueError(f"pattern has {pattern.shape[0]} rows for {len(codes)} codes.")
-        columns = pattern.col_indices()
-        return _SampledProduct.apply(pattern, self.dropout(codes), self.decoder.weight) + self.decoder.bias[columns]
+        return _SampledProduct.apply(pattern, self.dropout(codes), self.decoder.weight, self.decoder.bias)
 
     def weight_norm(self) -> torch.Tensor:
         """||W||^2 + ||V||^2: the two weight matrices only, not the biases (the paper's regulariser)."""
@@ -123,19 +122,23 @@ class _SparseTimesDense(torch.autograd.Function):
 
 
 class _SampledProduct(torch.autograd.Function):
-    """(codes @ weight^T) at the entries of a CSR ``pattern`` only (an SDDMM), as a vector of values."""
+    """(codes @ weight^T + bias) at the entries of a CSR ``pattern`` only (an SDDMM), as a vector of values."""
 
     @staticmethod
-    def forward(ctx, pattern, codes, weight):
+    def forward(ctx, pattern, codes, weight, bias):
         ctx.pattern = pattern
         ctx.save_for_backward(codes, weight)
-        return torch.sparse.sampled_addmm(pattern, codes, weight.T, beta=0.0).values()
+        columns = pattern.col_indices()
+        return torch.sparse.sampled_addmm(pattern, codes, weight.T, beta=0.0).values() + bias[columns]
 
     @staticmethod
     def backward(ctx, grad):
         codes, weight = ctx.saved_tensors
+        grad = grad.contiguous()
         upstream = _csr_like(ctx.pattern, grad)  # d loss / d prediction, at the entries
-        return None, _csr_times_dense(upstream, weight), _csr_times_dense(_transpose_csr(upstream), codes)
+        # index_add_ sums in a fixed order (indexing's own backward may not, with several threads)
+        bias_grad = torch.zeros(weight.shape[0], dtype=grad.dtype, device=grad.device).index_add_(0, ctx.pattern.col_indices(), grad)
+        return None, _csr_times_dense(upstream, weight), _csr_times_dense(_transpose_csr(upstream), codes), bias_grad
 
 
 def _csr_times_dense(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:

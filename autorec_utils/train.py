@@ -276,7 +276,8 @@ def _make_optimizer(name: str, model: AutoRec, lr: float, fused: bool = False) -
 
 class _FusedAdam(torch.optim.Adam):
     """Adam in one fused kernel per step, for the sparse path: the weights (W and V, not the biases) form
-    the first parameter group, whose weight_decay carries the L2 penalty. The fused kernel wants
+    the first parameter group, whose weight_decay carries the L2 penalty (Adam's coupled kind, exactly
+    the gradient of (l2 / 2)||W||^2; AdamW's decoupled decay would be a different objective). The fused kernel wants
     contiguous tensors, so V, stored input by input (``AutoRec.store_encoder_by_input``), is updated
     through V^T: the same memory, read in order."""
 
@@ -290,6 +291,8 @@ class _FusedAdam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.encoder_t.data_ptr() != self.model.encoder.weight.data_ptr():
+            raise RuntimeError("the encoder's weights were replaced after this optimiser was made; make a new one.")
         grad = self.model.encoder.weight.grad
         self.encoder_t.grad = None if grad is None else grad.T
         super().step()

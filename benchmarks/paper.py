@@ -16,6 +16,8 @@ import numpy as np
 from autorec_utils import data
 from autorec_utils.train import RECIPES, pick_device, random_splits_rmse
 
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,7 +25,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="I-AutoRec", choices=[name for name in RECIPES if "best" not in name])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=None, help="at most this many (default: the recipe's, with early stopping)")
     parser.add_argument("--generated", action="store_true", help="made-up ratings of the release's shape (no download)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -34,10 +36,13 @@ def main() -> None:
         ratings = data.load_release_ratings(args.release, data.fetch_release(args.release).path)
     print(f"{args.release}{' (generated)' if args.generated else ''}: {len(ratings):,} ratings; {args.recipe}, "
           f"batch {args.batch_size}, on {pick_device()}")
+    options = {"epochs": args.epochs} if args.epochs else {}
     results = random_splits_rmse(ratings, args.recipe, repeats=args.repeats, seed=args.seed, sparse=True,
-                                 batch_size=args.batch_size, epochs=args.epochs)
+                                 batch_size=args.batch_size, **options)
     print(results.to_string())
-    half_width = 1.96 * results.RMSE.std(ddof=1) / np.sqrt(len(results)) if len(results) > 1 else float("nan")
+    n = len(results)
+    t = T_975.get(n - 1, 1.96)  # Student's t for a 95 % interval from n splits
+    half_width = t * results.RMSE.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
     print(f"test RMSE {results.RMSE.mean():.4f} ± {half_width:.4f} (95 % interval over {len(results)} splits)")
 
 

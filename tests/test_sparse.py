@@ -213,3 +213,21 @@ def test_random_splits_rmse_runs_the_papers_protocol():
     assert results.RMSE.between(0.5, 1.5).all() and results.RMSE.iloc[0] != results.RMSE.iloc[1]
     with pytest.raises(ValueError, match="repeats must be a positive integer"):
         random_splits_rmse(ratings, repeats=0)
+
+
+def test_sparse_training_is_reproducible_with_several_threads():
+    from autorec_utils.data import generate_ratings
+
+    matrix = sparse_rating_matrix(generate_ratings(2000, 1000, 150_000, seed=0), by="item")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # summing in parallel must not change the order of the sums
+    try:
+        runs = []
+        for _ in range(2):
+            torch.manual_seed(0)
+            model = AutoRec(matrix.shape[1], hidden=50)
+            fit(model, matrix, epochs=2, lr=0.01, l2=100.0, batch_size=256, sparse=True, progress=False)
+            runs.append(model.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
