@@ -177,7 +177,7 @@ class SparseAutoRecPredictor:
     each requested entry. Memory grows with rows x hidden, never with users x movies (the dense
     reconstruction of ML-20M would take 15 GB). Same ``predict`` and fallback as ``AutoRecPredictor``."""
 
-    ROWS, ENTRIES = 4096, 65536  # chunk sizes: bounded memory
+    ROWS, ENTRIES = 4096, 16384  # chunk sizes: bounded memory (ENTRIES x hidden floats, twice)
 
     def __init__(self, model: AutoRec, train: SparseRatingMatrix, fallback=None):
         if train.shape[1] != model.config["n_inputs"]:
