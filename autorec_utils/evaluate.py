@@ -119,10 +119,7 @@ class AutoRecPredictor:
     """
 
     def __init__(self, model: AutoRec, train: RatingMatrix, fallback=None, baseline: torch.Tensor | None = None):
-        model_inputs = model.config["n_inputs"]
-        if train.shape[1] != model_inputs:
-            raise ValueError(f"the model reads vectors of length {model_inputs} but the matrix has {train.shape[1]} columns; "
-                             "pass the matrix the model was trained on.")
+        _check_width(model, train)
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()
@@ -160,6 +157,12 @@ class AutoRecPredictor:
         return np.full(len(user_ids), float(self.fallback))
 
 
+def _check_width(model: AutoRec, train: RatingMatrix | SparseRatingMatrix) -> None:
+    if train.shape[1] != model.config["n_inputs"]:
+        raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
+                         f"{train.shape[1]} columns; pass the matrix the model was trained on.")
+
+
 def _known_entries(predictor, user_ids, item_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions of the users and movies in the predictor's matrix (-1: not in it), and which entries
     the model can predict (both in the matrix, both with training ratings)."""
@@ -180,9 +183,7 @@ class SparseAutoRecPredictor:
     ROWS, ENTRIES = 4096, 16384  # chunk sizes: bounded memory (ENTRIES x hidden floats, twice)
 
     def __init__(self, model: AutoRec, train: SparseRatingMatrix, fallback=None):
-        if train.shape[1] != model.config["n_inputs"]:
-            raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
-                             f"{train.shape[1]} columns; pass the matrix the model was trained on.")
+        _check_width(model, train)
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()

@@ -61,7 +61,7 @@ class AutoRec(nn.Module):
     def store_encoder_by_input(self) -> None:
         """Keep V column by column in memory (V^T contiguous, same values), so that ``encode_sparse``
         reads one whole row of V^T per rating instead of 500 scattered numbers. nn.Linear computes the
-        same products with either layout; ``fit`` does this for its sparse path."""
+        same products with either layout; ``fit`` does this for its sparse path with Adam."""
         weight = self.encoder.weight
         if not weight.T.is_contiguous():
             weight.data = weight.data.T.contiguous().T

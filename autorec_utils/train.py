@@ -128,8 +128,6 @@ def fit(
         train = train.to_dense()
     device = _sparse_device(device) if sparse else pick_device(device)
     model.to(device)
-    if sparse and optimizer != "lbfgs":  # (L-BFGS flattens gradients with .view, which needs the usual layout)
-        model.store_encoder_by_input()
     data = (_SparseProblem if sparse else _DenseProblem)(model, train, validation_fraction, seed, baseline, device)
     n_rows = train.shape[0]
     generator = torch.Generator().manual_seed(seed)
@@ -282,6 +280,7 @@ class _FusedAdam(torch.optim.Adam):
     through V^T: the same memory, read in order."""
 
     def __init__(self, model: AutoRec, lr: float):
+        model.store_encoder_by_input()
         self.model, self.encoder_t = model, model.encoder.weight.detach().T
         super().__init__([{"params": [self.encoder_t, model.decoder.weight], "weight_decay": 0.0},
                           {"params": [model.encoder.bias, model.decoder.bias]}], lr=lr, fused=True)
