@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
 from .evaluate import score
+from .fetch import fetch_movielens
+from .load import load_movies, load_users
 from .recommend import top_k
+from .releases import DATA_DIR_ENV, SPLITS, display_path
+from .splits import load_split
 from .train import train_autorec
 
 VARIANTS = {"U": "U-AutoRec (best)", "I": "I-AutoRec"}
@@ -46,13 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-k", "--top", dest="k", type=positive_int, default=10, help="how many movies (default 10)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="U", type=str.upper,
                         help="U: U-AutoRec (rows are users), I: I-AutoRec (rows are movies); default U")
-    parser.add_argument("--split", choices=data.SPLITS, default="u1", help="canonical split to train on (default u1)")
+    parser.add_argument("--split", choices=SPLITS, default="u1", help="canonical split to train on (default u1)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="most epochs to train (default: the recipe's, with early stopping)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint to load, or to write after training (default data/checkpoints/<variant>_autorec_<split>.pt)")
     parser.add_argument("--retrain", action="store_true", help="train even if the checkpoint exists")
     parser.add_argument("--include-unknown", action="store_true", help="allow movies titled 'unknown'")
-    parser.add_argument("--data-dir", type=Path, default=None, help=f"data folder (default: ${data.DATA_DIR_ENV} or the repo's data/)")
+    parser.add_argument("--data-dir", type=Path, default=None, help=f"data folder (default: ${DATA_DIR_ENV} or the repo's data/)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
@@ -62,25 +65,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-        movielens = data.fetch_movielens(args.data_dir, progress=not args.quiet, verbose=False)
+        movielens = fetch_movielens(args.data_dir, progress=not args.quiet, verbose=False)
         say(str(movielens))
-        movies = data.load_movies(movielens.path)
+        movies = load_movies(movielens.path)
         path = args.checkpoint or checkpoint_path(f"{args.variant.lower()}_autorec_{args.split}", args.data_dir)
         if path.is_file() and not args.retrain:
             trained = load_checkpoint(path, data_path=movielens.path)
             if trained.matrix.by != ("user" if args.variant == "U" else "item"):
-                raise CheckpointError(f"{data.display_path(path)} holds the other variant; pass --variant "
+                raise CheckpointError(f"{display_path(path)} holds the other variant; pass --variant "
                                       f"{'U' if trained.matrix.by == 'user' else 'I'} or --retrain.")
-            say(f"loaded {data.display_path(path)}")
+            say(f"loaded {display_path(path)}")
         else:
-            train, test = data.load_split(args.split, movielens.path)
+            train, test = load_split(args.split, movielens.path)
             extra = {"epochs": args.epochs} if args.epochs else {}
-            trained = train_autorec(train, VARIANTS[args.variant], user_ids=data.load_users(movielens.path).user_id,
+            trained = train_autorec(train, VARIANTS[args.variant], user_ids=load_users(movielens.path).user_id,
                                     item_ids=movies.item_id, seed=args.seed, progress=not args.quiet, **extra)
             say(f"trained {VARIANTS[args.variant]} in {trained.seconds:.0f} s; "
                 f"test RMSE on {args.split}: {score(trained.predictor, test)['RMSE']:.4f}")
             save_checkpoint(trained, path, split=args.split)
-            say(f"saved {data.display_path(path)}")
+            say(f"saved {display_path(path)}")
         with warnings.catch_warnings(record=True) as notes:  # "only N movies are left ...": one plain line
             warnings.simplefilter("always")
             recommendations = top_k(trained, args.user, movies, k=args.k, include_unknown=args.include_unknown)

@@ -1,4 +1,5 @@
-"""Rating-prediction metrics and the baselines AutoRec must beat, behind one small API.
+"""How good are the predictions? Rating metrics and the baselines AutoRec must beat (chapter 03), the
+predictor of a trained AutoRec, and ranking metrics for recommendation lists (chapter 04).
 
 Every predictor has ``predict(user_ids, item_ids) -> np.ndarray`` of ratings clipped to [1, 5], so
 ``score(predictor, test)`` treats AutoRec and the baselines alike.
@@ -12,26 +13,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import RatingMatrix, SparseRatingMatrix, csr_rows
+from .matrix import RatingMatrix
 from .model import AutoRec
 
 RATING_RANGE = (1.0, 5.0)
 
 
 def rmse(predicted, actual) -> float:
-    """Root-mean-square error."""
+    """Root-mean-square error (chapter 03)."""
     predicted, actual = _pair(predicted, actual)
     return float(np.sqrt(np.mean((predicted - actual) ** 2)))
 
 
 def mae(predicted, actual) -> float:
-    """Mean absolute error."""
+    """Mean absolute error (chapter 03)."""
     predicted, actual = _pair(predicted, actual)
     return float(np.mean(np.abs(predicted - actual)))
 
 
 def score(predictor, test: pd.DataFrame) -> dict[str, float]:
-    """RMSE and MAE of ``predictor`` on the ratings in ``test``."""
+    """RMSE and MAE of ``predictor`` on the ratings in ``test`` (chapter 03)."""
     predicted = predictor.predict(test.user_id.to_numpy(), test.item_id.to_numpy())
     return {"RMSE": rmse(predicted, test.rating), "MAE": mae(predicted, test.rating)}
 
@@ -45,7 +46,7 @@ def _pair(predicted, actual) -> tuple[np.ndarray, np.ndarray]:
 
 
 class GlobalMean:
-    """Predicts the mean training rating for everything: the bar every model must clear."""
+    """Predicts the mean training rating for everything: the bar every model must clear (chapter 03)."""
 
     def fit(self, train: pd.DataFrame) -> GlobalMean:
         self.mean_ = float(train.rating.mean())
@@ -57,7 +58,7 @@ class GlobalMean:
 
 class BiasBaseline:
     """r_ui ~ mu + b_u + b_i, regularised; fitted by alternating least squares (as Surprise's
-    ``BaselineOnly``). A user or movie without training ratings gets a bias of 0."""
+    ``BaselineOnly``). A user or movie without training ratings gets a bias of 0 (chapter 03)."""
 
     def __init__(self, reg_user: float = 15.0, reg_item: float = 10.0, n_epochs: int = 10):
         if reg_user < 0 or reg_item < 0 or n_epochs <= 0:
@@ -109,42 +110,81 @@ def _lookup(ids: np.ndarray, values: np.ndarray, wanted) -> np.ndarray:
 
 
 class AutoRecPredictor:
-    """Predictions of a trained AutoRec: reconstruct every row of the *training* matrix once, then read
-    the requested (user, movie) entries, clipped to [1, 5].
+    """Predictions of a trained AutoRec (chapters 03 and 04): the hidden code of every row of the
+    *training* matrix once, the reconstruction h(r) from it, read at the requested (user, movie) entries.
 
-    Fallback: a user or movie with no training rating gets ``fallback`` -- by default the training
-    mean (the paper used 3); a number, or another predictor such as a fitted ``BiasBaseline``. AutoRec
-    has nothing to reconstruct such an entry from. A model trained on residuals needs the same
-    ``baseline`` it was trained with.
+    Every predictor of this package has the same interface: ``predict(user_ids, item_ids)`` (ratings
+    clipped to [1, 5]), ``user_scores(user_id)`` (one user's scores of every movie, unclipped so that
+    rankings keep their order), ``codes`` (the hidden code of every row) and ``matrix``. This one keeps
+    the users x movies reconstruction (``scores``); chapter 05's ``sparse.SparseAutoRecPredictor``
+    computes only what is asked for.
+
+    Fallback: a user or movie with no training rating gets ``fallback`` -- by default the training mean
+    (the paper used 3); a number, or another predictor such as a fitted ``BiasBaseline``. AutoRec has
+    nothing to reconstruct such an entry from. A model trained on residuals needs the same ``baseline``.
     """
 
-    def __init__(self, model: AutoRec, train: RatingMatrix, fallback=None, baseline: torch.Tensor | None = None):
-        _check_width(model, train)
-        device = next(model.parameters()).device
+    def __init__(self, model: AutoRec, train, fallback=None, baseline: torch.Tensor | None = None):
+        if train.shape[1] != model.config["n_inputs"]:
+            raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
+                             f"{train.shape[1]} columns; pass the matrix the model was trained on.")
+        self.model, self.matrix, self.baseline = model, train, baseline
+        self.fallback = fallback if fallback is not None else self._training_mean()
+        self.known_users, self.known_items = train.ratings_per_user > 0, train.ratings_per_item > 0
         was_training = model.training
         model.eval()
-        offset = torch.zeros(()) if baseline is None else baseline.cpu()
-        self.inputs = (train.values - offset) * train.mask  # what the model reads: ratings, or residuals
         with torch.no_grad():
-            reconstruction = model(self.inputs.to(device)).cpu() + offset
+            self.codes = self._hidden_codes()
+            self._prepare()
         model.train(was_training)
-        self.matrix = train
-        self.reconstruction = reconstruction if train.by == "user" else reconstruction.T  # users x movies
-        self.fallback = float(train.values[train.mask].mean()) if fallback is None else fallback
-        self.known_users = train.user_mask.any(dim=1).numpy()
-        self.known_items = train.user_mask.any(dim=0).numpy()
+
+    def _training_mean(self) -> float:
+        return float(self.matrix.values[self.matrix.mask].mean())
+
+    def _hidden_codes(self) -> torch.Tensor:
+        """g(V r + mu) for every row, from what the model reads: ratings, or residuals of the baseline."""
+        inputs = self.matrix.values if self.baseline is None else (self.matrix.values - self.baseline) * self.matrix.mask
+        return self.model.encode(inputs.to(next(self.model.parameters()).device))
+
+    def _prepare(self) -> None:
+        reconstruction = self.model.decoder(self.codes).cpu()
+        if self.baseline is not None:
+            reconstruction += self.baseline.cpu()
+        self.reconstruction = reconstruction if self.matrix.by == "user" else reconstruction.T  # users x movies
+
+    def _entries(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Raw scores at (user position, movie position) pairs."""
+        return self.reconstruction[users, items].double().numpy()
+
+    def _user_row(self, user: int) -> np.ndarray:
+        return self.reconstruction[user].double().numpy()
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
-        users, items, known = _known_entries(self, user_ids, item_ids)
-        prediction = self._fallback(np.asarray(user_ids), np.asarray(item_ids))
-        prediction[known] = self.reconstruction[users[known], items[known]].numpy()
+        """Predicted ratings of the (user, movie) pairs, clipped to [1, 5]; the fallback where the model
+        has nothing to go on (a user or movie without training ratings, or not in the matrix)."""
+        user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
+        users = np.array([self.matrix.user_index.get(int(u), -1) for u in user_ids], dtype=np.int64)
+        items = np.array([self.matrix.item_index.get(int(i), -1) for i in item_ids], dtype=np.int64)
+        known = (users >= 0) & (items >= 0)
+        known[known] &= self.known_users[users[known]] & self.known_items[items[known]]
+        prediction = self._fallback(user_ids, item_ids)
+        if known.any():
+            prediction[known] = self._entries(users[known], items[known])
         return np.clip(prediction, *RATING_RANGE)
+
+    def user_scores(self, user_id) -> np.ndarray:
+        """Scores of every movie (in ``matrix.item_ids`` order) for one training user, unclipped so that
+        rankings keep their order, with the fallback where the model has nothing to go on."""
+        user = self.matrix.position_of_user(user_id)
+        scores = self._user_row(user)
+        cold = ~(self.known_items & self.known_users[user])
+        scores[cold] = self._fallback(np.full(cold.sum(), user_id), self.matrix.item_ids[cold])
+        return scores
 
     @cached_property
     def scores(self) -> np.ndarray:
-        """Predicted ratings for every user x movie, *unclipped* so that rankings keep their order, with
-        the fallback where the model has nothing to go on."""
-        scores = self.reconstruction.numpy().astype(np.float64)
+        """``user_scores`` of every user at once: users x movies (for the ranking metrics of chapter 04)."""
+        scores = self.reconstruction.double().numpy().copy()
         cold = ~(self.known_users[:, None] & self.known_items[None, :])
         if cold.any():
             users, items = np.nonzero(cold)
@@ -157,92 +197,17 @@ class AutoRecPredictor:
         return np.full(len(user_ids), float(self.fallback))
 
 
-def _check_width(model: AutoRec, train: RatingMatrix | SparseRatingMatrix) -> None:
-    if train.shape[1] != model.config["n_inputs"]:
-        raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
-                         f"{train.shape[1]} columns; pass the matrix the model was trained on.")
-
-
-def _known_entries(predictor, user_ids, item_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions of the users and movies in the predictor's matrix (-1: not in it), and which entries
-    the model can predict (both in the matrix, both with training ratings)."""
-    index = predictor.matrix
-    users = np.array([index.user_index.get(int(u), -1) for u in np.asarray(user_ids)], dtype=np.int64)
-    items = np.array([index.item_index.get(int(i), -1) for i in np.asarray(item_ids)], dtype=np.int64)
-    known = (users >= 0) & (items >= 0)
-    known[known] &= predictor.known_users[users[known]] & predictor.known_items[items[known]]
-    return users, items, known
-
-
-class SparseAutoRecPredictor:
-    """Predictions of an AutoRec trained on a ``SparseRatingMatrix``, computed only where asked: the
-    hidden code of every row once (rows x hidden numbers), then codes[row] . W[column] + b[column] for
-    each requested entry. Memory grows with rows x hidden, never with users x movies (the dense
-    reconstruction of ML-20M would take 15 GB). Same ``predict`` and fallback as ``AutoRecPredictor``."""
-
-    ROWS, ENTRIES = 4096, 16384  # chunk sizes: bounded memory (ENTRIES x hidden floats, twice)
-
-    def __init__(self, model: AutoRec, train: SparseRatingMatrix, fallback=None):
-        _check_width(model, train)
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            self.codes = torch.cat([
-                model.encode_sparse(csr_rows(train.crow, train.col, train.value, rows, train.shape[1])[0].to(device))
-                for rows in torch.arange(train.shape[0]).split(self.ROWS)
-            ])
-        model.train(was_training)
-        self.model, self.matrix = model, train
-        self.fallback = float(train.value.mean()) if fallback is None else fallback
-        rated_rows = (train.crow.diff() > 0).numpy()
-        rated_cols = (torch.bincount(train.col, minlength=train.shape[1]) > 0).numpy()
-        self.known_users, self.known_items = (rated_rows, rated_cols) if train.by == "user" else (rated_cols, rated_rows)
-
-    def predict(self, user_ids, item_ids) -> np.ndarray:
-        users, items, known = _known_entries(self, user_ids, item_ids)
-        rows, cols = (users, items) if self.matrix.by == "user" else (items, users)
-        prediction = self._fallback(np.asarray(user_ids), np.asarray(item_ids))
-        weight, bias = self.model.decoder.weight, self.model.decoder.bias
-        where = np.flatnonzero(known)
-        with torch.no_grad():
-            for chunk in np.array_split(where, max(1, -(-len(where) // self.ENTRIES))):
-                r = torch.as_tensor(rows[chunk], device=self.codes.device)
-                c = torch.as_tensor(cols[chunk], device=self.codes.device)
-                prediction[chunk] = ((self.codes[r] * weight[c]).sum(1) + bias[c]).double().cpu().numpy()
-        return np.clip(prediction, *RATING_RANGE)
-
-    def user_scores(self, user_id) -> np.ndarray:
-        """Predicted ratings of every movie (in ``matrix.item_ids`` order) for one user, unclipped so that
-        rankings keep their order, with the fallback where the model has nothing to go on."""
-        if int(user_id) not in self.matrix.user_index:
-            raise ValueError(f"user {user_id} is not in the training matrix.")
-        user = self.matrix.user_index[int(user_id)]
-        weight, bias = self.model.decoder.weight, self.model.decoder.bias
-        with torch.no_grad():
-            if self.matrix.by == "user":  # the user's row, decoded in full
-                scores = self.codes[user] @ weight.T + bias
-            else:  # the user's column: every movie's code against the user's decoder row
-                scores = self.codes @ weight[user] + bias[user]
-        scores = scores.double().cpu().numpy()
-        cold = ~(self.known_items & self.known_users[user])
-        scores[cold] = self._fallback(np.full(cold.sum(), user_id), self.matrix.item_ids[cold])
-        return scores
-
-    _fallback = AutoRecPredictor._fallback
-
-
 # ---------------------------------------------------------------- ranking
 
 def check_k(k) -> None:
-    """A list length must be a positive whole number."""
+    """A list length must be a positive whole number (chapter 04)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         raise ValueError(f"k must be a positive whole number, got {k!r}.")
 
 
 def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame, user_ids, item_ids,
                     k: int = 10, threshold: float = 4.0, exclude_items=()) -> dict[str, float]:
-    """Top-``k`` quality of ``scores`` (users x movies, in ``user_ids`` x ``item_ids`` order).
+    """Top-``k`` quality of ``scores`` (users x movies, in ``user_ids`` x ``item_ids`` order; chapter 04).
 
     For every user with at least one relevant test rating (>= ``threshold``), the candidates are the
     movies they did not rate in training (minus ``exclude_items``); the top-``k`` by score is compared
@@ -286,11 +251,11 @@ def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame,
 
 
 def popularity_scores(train: pd.DataFrame, user_ids, item_ids) -> np.ndarray:
-    """Score every movie by its number of training ratings, the same for everybody."""
+    """Score every movie by its number of training ratings, the same for everybody (chapter 04)."""
     counts = train.item_id.value_counts().reindex(np.asarray(item_ids), fill_value=0).to_numpy(dtype=np.float64)
     return np.tile(counts, (len(np.asarray(user_ids)), 1))
 
 
 def random_scores(user_ids, item_ids, seed: int = 0) -> np.ndarray:
-    """Random scores: what a ranking is worth by chance."""
+    """Random scores: what a ranking is worth by chance (chapter 04)."""
     return np.random.default_rng(seed).random((len(np.asarray(user_ids)), len(np.asarray(item_ids))))

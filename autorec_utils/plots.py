@@ -82,3 +82,41 @@ def plot_scaling(rows, title: str = "Training cost against the number of ratings
         ax.plot(span, start.seconds * span / start.ratings, ":", color="grey", label="∝ ratings (slope 1)")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_autorec_diagram(ratings, names, hidden: int, ax: plt.Axes | None = None) -> plt.Axes:
+    """One rating vector through an AutoRec (chapter 02): the inputs (grey = unknown, fed as 0), ``hidden``
+    units, and the outputs (orange = predictions for the blanks). An unknown input's encoder weights are
+    drawn dotted: multiplied by 0, they contribute nothing."""
+    from matplotlib.lines import Line2D
+
+    ax = ax or plt.subplots(figsize=(12, 5.5))[1]
+    n = len(ratings)
+    y_io, y_hidden = np.linspace(1, 0, n), np.linspace(0.8, 0.2, hidden)
+    known = [r > 0 for r in ratings]
+    for y, seen in zip(y_io, known, strict=True):
+        for yh in y_hidden:
+            ax.plot([0, 1], [y, yh], color="C0" if seen else "0.75", ls="-" if seen else ":", lw=1, zorder=1)
+            ax.plot([1, 2], [yh, y], color="0.6", lw=1, zorder=1)  # the decoder gives every output a value
+    node = {"s": 1100, "zorder": 2, "edgecolors": "black", "linewidths": 1}
+    ax.scatter([0] * n, y_io, c=["C0" if s else "0.85" for s in known], **node)
+    ax.scatter([1] * hidden, y_hidden, c="C2", **node)
+    ax.scatter([2] * n, y_io, c=["C0" if s else "C1" for s in known], **node)
+    for y, r, seen, name in zip(y_io, ratings, known, names, strict=True):
+        ax.text(0, y, f"{r:.0f}" if seen else "0", ha="center", va="center", color="white" if seen else "black")
+        ax.text(-0.15, y, f"{name}: {'rated' if seen else 'unknown'}", ha="right", va="center")
+        ax.text(2, y, "ĥ", ha="center", va="center", color="white")
+        ax.text(2.15, y, f"{name}: " + (f"compared with {r:.0f}" if seen else "prediction"), ha="left", va="center")
+    layers = {0: f"input $\\mathbf{{r}}$\n(n = {n} movies)", 1: f"hidden code\n$g(V\\mathbf{{r}} + \\mu)$, k = {hidden}",
+              2: "output $h(\\mathbf{r})$\n$f(W\\cdot\\mathrm{code} + \\mathbf{b})$"}
+    for x, label in layers.items():
+        ax.text(x, 1.12, label, ha="center", va="bottom", fontsize=11)
+    for x0, label in ((0.1, "encoder  $V, \\mu$"), (1.1, "decoder  $W, \\mathbf{b}$")):
+        ax.annotate("", xy=(x0 + 0.8, -0.14), xytext=(x0, -0.14), arrowprops={"arrowstyle": "-|>", "lw": 1.5, "color": "black"})
+        ax.text(x0 + 0.4, -0.2, label, ha="center", va="top", fontsize=11)
+    legend = (("C0", "observed rating"), ("0.85", "unknown (fed as 0)"), ("C2", "hidden unit"), ("C1", "prediction for a blank"))
+    ax.legend(handles=[Line2D([], [], marker="o", ls="", ms=10, mfc=c, mec="black", label=label) for c, label in legend],
+              loc="lower center", bbox_to_anchor=(0.5, -0.12), ncols=4, frameon=False)
+    ax.set(xlim=(-1.1, 3.4), ylim=(-0.35, 1.3))
+    ax.axis("off")
+    return ax

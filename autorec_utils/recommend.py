@@ -1,5 +1,9 @@
-"""Recommendations from a trained AutoRec: top-K for a known user, for a new person from a few
-ratings (U-AutoRec reads a new rating vector without retraining), similar movies, user embeddings."""
+"""Recommendations from a trained AutoRec (chapter 04): top-K for a known user, for a new person from a
+few ratings (U-AutoRec reads a new rating vector without retraining), similar movies, embeddings.
+
+Every function works through the predictor's interface (``user_scores``, ``codes``), so a model trained
+on chapter 05's sparse path recommends exactly like a dense one.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ COLUMNS = ["rank", "item_id", "title", "year", "genres"]
 def find_movie(movies: pd.DataFrame, query: int | str) -> int:
     """The MovieLens id of ``query``: an id, or a title searched case-insensitively (exact title first,
     then titles containing the text). Ambiguous or missing titles raise ``ValueError`` naming the
-    candidates."""
+    candidates (chapter 04)."""
     if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
         if int(query) not in set(movies.item_id):
             raise ValueError(f"there is no movie with id {query} (ids run {movies.item_id.min()}...{movies.item_id.max()}).")
@@ -45,14 +49,10 @@ def find_movie(movies: pd.DataFrame, query: int | str) -> int:
 def top_k(trained: TrainedAutoRec, user_id: int, movies: pd.DataFrame, k: int = 10,
           include_unknown: bool = False) -> pd.DataFrame:
     """The ``k`` movies with the highest predicted rating among those ``user_id`` has not rated in
-    training (movies titled "unknown" skipped unless ``include_unknown``)."""
-    index = trained.matrix.user_index
-    if int(user_id) not in index:
-        ids = trained.matrix.user_ids
-        raise ValueError(f"user {user_id} is not in the training data (valid ids: {ids.min()}...{ids.max()}).")
-    row = index[int(user_id)]
-    scores = trained.predictor.scores[row]
-    rated = trained.matrix.user_mask[row].numpy()
+    training, movies titled "unknown" skipped unless ``include_unknown`` (chapter 04)."""
+    check_k(k)
+    scores = trained.predictor.user_scores(user_id)
+    rated = trained.matrix.rated_items(user_id)
     return _rank(scores, rated, trained.matrix.item_ids, movies, k, include_unknown, f"user {user_id}")
 
 
@@ -60,8 +60,8 @@ def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.Da
                            include_unknown: bool = False) -> pd.DataFrame:
     """Top-``k`` for a person who is not in the data, from ``{movie id or title: rating}``.
 
-    U-AutoRec reads the new rating vector exactly as it reads a training user's row -- no retraining.
-    (I-AutoRec cannot: a new person would be a new *input* dimension of every movie vector.)
+    U-AutoRec reads the new rating vector exactly as it reads a training user's row -- no retraining
+    (chapter 04). I-AutoRec cannot: a new person would be a new *input* dimension of every movie vector.
     """
     if trained.matrix.by != "user":
         raise ValueError("I-AutoRec reads movie vectors over the training users, so a new person needs retraining; "
@@ -72,7 +72,10 @@ def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.Da
     for movie, rating in ratings.items():
         if isinstance(rating, bool) or not isinstance(rating, (int, float, np.number)) or not 1 <= rating <= 5:
             raise ValueError(f"the rating of {movie!r} is {rating!r}; ratings run from 1 to 5 stars.")
-        chosen[find_movie(movies, movie)] = float(rating)
+        item = find_movie(movies, movie)
+        if item in chosen:
+            raise ValueError(f"{movie!r} is movie {item}, which is already rated in this list; rate each movie once.")
+        chosen[item] = float(rating)
     item_index = trained.matrix.item_index
     missing = [m for m in chosen if m not in item_index]
     if missing:
@@ -105,15 +108,20 @@ def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.Da
 def similar_movies(trained: TrainedAutoRec, movie: int | str, movies: pd.DataFrame, k: int = 10,
                    min_ratings: int = 10) -> pd.DataFrame:
     """Movies whose learned vectors are closest (cosine) to ``movie``'s: U-AutoRec's decoder rows, or
-    I-AutoRec's hidden codes. Movies with fewer than ``min_ratings`` training ratings are left out
-    (their vectors are mostly noise), and so are "unknown" titles."""
+    I-AutoRec's hidden codes (chapter 04). Movies with fewer than ``min_ratings`` training ratings are
+    left out (their vectors are mostly noise), and so are "unknown" titles."""
+    check_k(k)
+    if isinstance(min_ratings, bool) or not isinstance(min_ratings, (int, np.integer)) or min_ratings < 0:
+        raise ValueError(f"min_ratings must be a whole number >= 0, got {min_ratings!r}.")
     target = find_movie(movies, movie)
+    if target not in trained.matrix.item_index:
+        raise ValueError(f"movie {target} is not among the model's {len(trained.matrix.item_ids)} movies.")
     vectors = movie_embeddings(trained)
     item_ids = trained.matrix.item_ids
     position = trained.matrix.item_index[target]
     normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
     similarity = normed @ normed[position]
-    counts = trained.matrix.user_mask.sum(dim=0).numpy()
+    counts = trained.matrix.ratings_per_item
     unknown = np.isin(item_ids, movies.item_id[movies.title == "unknown"])
     keep = (counts >= min_ratings) & ~unknown & (item_ids != target)
     order = np.argsort(-np.where(keep, similarity, -np.inf), kind="stable")[: min(k, int(keep.sum()))]
@@ -123,30 +131,23 @@ def similar_movies(trained: TrainedAutoRec, movie: int | str, movies: pd.DataFra
 
 def movie_embeddings(trained: TrainedAutoRec) -> np.ndarray:
     """One vector per movie (rows in ``trained.matrix.item_ids`` order): U-AutoRec's decoder rows, or
-    I-AutoRec's hidden codes."""
+    I-AutoRec's hidden codes (chapter 04)."""
     if trained.matrix.by == "user":
         return trained.model.decoder.weight.detach().cpu().numpy().copy()
-    return _hidden_codes(trained)
+    return trained.predictor.codes.cpu().numpy()
 
 
 def user_embeddings(trained: TrainedAutoRec) -> np.ndarray:
     """One vector per user (rows in ``trained.matrix.user_ids`` order): U-AutoRec's hidden codes
-    g(V r + mu), or I-AutoRec's decoder rows."""
+    g(V r + mu), from the input the model reads (residuals, for a residual recipe), or I-AutoRec's
+    decoder rows (chapter 04)."""
     if trained.matrix.by == "user":
-        return _hidden_codes(trained)
+        return trained.predictor.codes.cpu().numpy()
     return trained.model.decoder.weight.detach().cpu().numpy().copy()
 
 
-def _hidden_codes(trained: TrainedAutoRec) -> np.ndarray:
-    """The hidden code of every row, from the input the model reads (residuals, for a model trained on
-    the residuals of the bias baseline)."""
-    model = trained.model
-    with torch.no_grad():
-        return model.encode(trained.predictor.inputs.to(next(model.parameters()).device)).cpu().numpy()
-
-
 def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """PCA: the 2-D coordinates of ``vectors`` and the share of variance each axis explains."""
+    """PCA: the 2-D coordinates of ``vectors`` and the share of variance each axis explains (chapter 04)."""
     centred = vectors - vectors.mean(axis=0)
     _, singular, components = np.linalg.svd(centred, full_matrices=False)
     return centred @ components[:2].T, singular[:2] ** 2 / (singular**2).sum()

@@ -13,7 +13,10 @@ import argparse
 
 import numpy as np
 
-from autorec_utils import data
+from autorec_utils.fetch import fetch_movielens
+from autorec_utils.generate import generate_ratings
+from autorec_utils.load import load_ratings
+from autorec_utils.releases import RELEASES
 from autorec_utils.train import RECIPES, pick_device, random_splits_rmse
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -31,9 +34,9 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.generated:
-        ratings = data.generate_ratings(*data.RELEASE_SHAPES[args.release], seed=args.seed)
+        ratings = generate_ratings(*RELEASES[args.release].shape, seed=args.seed)
     else:
-        ratings = data.load_release_ratings(args.release, data.fetch_release(args.release).path)
+        ratings = load_ratings(fetch_movielens(release=args.release).path, release=args.release)
     print(f"{args.release}{' (generated)' if args.generated else ''}: {len(ratings):,} ratings; {args.recipe}, "
           f"batch {args.batch_size}, on {pick_device()}")
     options = {"epochs": args.epochs} if args.epochs else {}

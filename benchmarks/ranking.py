@@ -11,19 +11,22 @@ import argparse
 
 import pandas as pd
 
-from autorec_utils import data
 from autorec_utils.evaluate import BiasBaseline, popularity_scores, random_scores, ranking_metrics, score
+from autorec_utils.fetch import fetch_movielens
+from autorec_utils.load import load_movies, load_users
+from autorec_utils.releases import SPLITS
+from autorec_utils.splits import load_split
 from autorec_utils.train import train_autorec
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", default="u1", choices=data.SPLITS)
+    parser.add_argument("--split", default="u1", choices=SPLITS)
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args()
-    path = data.fetch_movielens(progress=False, verbose=False).path
-    train, test = data.load_split(args.split, path)
-    users, movies = data.load_users(path).user_id, data.load_movies(path)
+    path = fetch_movielens(progress=False, verbose=False).path
+    train, test = load_split(args.split, path)
+    users, movies = load_users(path).user_id, load_movies(path)
     trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False)
                for name in ("U-AutoRec (best)", "I-AutoRec")}
     bias = BiasBaseline().fit(train)

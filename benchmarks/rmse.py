@@ -3,7 +3,7 @@
     python benchmarks/rmse.py            # u1 in detail, then mean ± std over u1..u5 (about 5 minutes on 2 cores)
     python benchmarks/rmse.py --folds u1 # u1 only
 
-Bars (issue 3): on u1, the best U-AutoRec <= 0.925 and I-AutoRec <= 0.900, each trained in <= 30 s.
+Bars: on u1, the best U-AutoRec <= 0.925 and I-AutoRec <= 0.900, each trained in <= 30 s.
 Seconds are wall-clock training time including the baseline fit and any refit; this machine's load
 changes them, so run it on an idle machine.
 """
@@ -13,8 +13,11 @@ import argparse
 import pandas as pd
 import torch
 
-from autorec_utils import data
 from autorec_utils.evaluate import BiasBaseline, GlobalMean, score
+from autorec_utils.fetch import fetch_movielens
+from autorec_utils.load import load_movies, load_users
+from autorec_utils.releases import SPLITS
+from autorec_utils.splits import load_split
 from autorec_utils.train import RECIPES, train_autorec
 
 BARS = {"U-AutoRec (best)": 0.925, "I-AutoRec": 0.900}
@@ -22,8 +25,8 @@ MAX_SECONDS = 30.0
 
 
 def run_fold(split: str, path) -> list[dict]:
-    train, test = data.load_split(split, path)
-    users, movies = data.load_users(path).user_id, data.load_movies(path).item_id
+    train, test = load_split(split, path)
+    users, movies = load_users(path).user_id, load_movies(path).item_id
     rows = []
     for name, baseline in (("global mean", GlobalMean()), ("bias baseline (mu + b_u + b_i)", BiasBaseline())):
         rows.append({"fold": split, "model": name, **score(baseline.fit(train), test), "seconds": float("nan"), "epochs": 0})
@@ -37,10 +40,10 @@ def run_fold(split: str, path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folds", nargs="+", default=["u1", "u2", "u3", "u4", "u5"], choices=data.SPLITS)
+    parser.add_argument("--folds", nargs="+", default=["u1", "u2", "u3", "u4", "u5"], choices=SPLITS)
     args = parser.parse_args()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    path = data.fetch_movielens(progress=False, verbose=False).path
+    path = fetch_movielens(progress=False, verbose=False).path
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device: CPU")
 
     results = pd.DataFrame([row for split in args.folds for row in run_fold(split, path)])

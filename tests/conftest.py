@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autorec_utils.data import GENRES, write_canonical_splits
+from autorec_utils.mirror import write_canonical_splits
+from autorec_utils.releases import GENRES
 
 OCCUPATIONS = ["engineer", "student", "writer", "other"]
 

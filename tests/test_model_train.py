@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from autorec_utils.data import rating_matrix
 from autorec_utils.evaluate import AutoRecPredictor, BiasBaseline, GlobalMean, mae, rmse, score
+from autorec_utils.matrix import rating_matrix
 from autorec_utils.model import AutoRec, autorec_objective, masked_squared_error
 from autorec_utils.train import fit, pick_device, seed_everything
 
@@ -224,7 +224,8 @@ def test_lr_decay_must_be_a_factor(toy, decay):
 # ---------------------------------------------------------------- recipes
 
 def test_train_autorec_runs_a_recipe_with_overrides(ml_folder):
-    from autorec_utils.data import load_split, load_users
+    from autorec_utils.load import load_users
+    from autorec_utils.splits import load_split
     from autorec_utils.train import RECIPES, train_autorec
 
     train, test = load_split("u1", ml_folder)
@@ -237,7 +238,7 @@ def test_train_autorec_runs_a_recipe_with_overrides(ml_folder):
 
 
 def test_refit_trains_again_on_every_training_rating(ml_folder):
-    from autorec_utils.data import load_split
+    from autorec_utils.splits import load_split
     from autorec_utils.train import train_autorec
 
     train, _ = load_split("u1", ml_folder)
@@ -257,3 +258,39 @@ def test_train_autorec_bad_arguments(toy, kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         train_autorec(toy, progress=False, **kwargs)
+
+
+def test_the_validation_ratings_cannot_move_the_residual_baseline(ml_folder):
+    """Early stopping watches the validation ratings, so nothing the model starts from may have seen them."""
+    from autorec_utils.splits import load_split, validation_entries
+    from autorec_utils.train import train_autorec
+
+    train, _ = load_split("u1", ml_folder)
+    train = train.sort_values(["user_id", "item_id"], ignore_index=True)  # row-major order of a users x movies matrix
+    held_out = validation_entries(len(train), 0.05, seed=0).numpy()
+    assert held_out.sum() > 0
+    changed = train.assign(rating=np.where(held_out, 6 - train.rating, train.rating))  # 1 <-> 5, 2 <-> 4
+    settings = {"epochs": 3, "hidden": 3, "progress": False}
+
+    def biases(ratings, refit):
+        bias = train_autorec(ratings, "U-AutoRec (best)", refit=refit, **settings).bias
+        return np.concatenate([[bias.mean_], bias.user_bias_, bias.item_bias_])
+
+    assert np.array_equal(biases(train, refit=False), biases(changed, refit=False))
+    assert not np.array_equal(biases(train, refit=True), biases(changed, refit=True))  # the refit sees every rating
+
+
+def test_hold_out_draws_what_fit_validates_on(toy):
+    from autorec_utils.train import hold_out
+
+    matrix = rating_matrix(toy)
+    fit_mask, validation = hold_out(matrix, fraction=0.3, seed=4)
+    assert not (fit_mask & validation).any() and torch.equal(fit_mask | validation, matrix.mask)
+    assert int(validation.sum()) == round(0.3 * 11)
+    seed_everything(0)
+    model = AutoRec(5, hidden=3)
+    history = fit(model, matrix, epochs=1, validation_fraction=0.3, seed=4, progress=False)
+    with torch.no_grad():
+        predicted = model(matrix.values * fit_mask).clamp(1, 5)
+    expected = (predicted - matrix.values)[validation].square().mean().sqrt()
+    assert history.records[0]["val_rmse"] == pytest.approx(float(expected), rel=1e-5)

@@ -2,15 +2,11 @@
 
 import pytest
 
-from autorec_utils.data import (
-    N_ITEMS,
-    N_RATINGS,
-    N_USERS,
-    check_movielens_100k,
-    fetch_movielens,
-    load_movies,
-    load_ratings,
-)
+from autorec_utils.fetch import fetch_movielens
+from autorec_utils.load import check_movielens_100k, load_movies, load_ratings
+from autorec_utils.releases import RELEASES
+
+N_USERS, N_ITEMS, N_RATINGS = RELEASES["ml-100k"].shape
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +42,22 @@ def test_real_movies(ml100k):
 def test_sparse_and_dense_paths_agree_on_ml100k(ml100k):
     import torch
 
-    from autorec_utils.data import load_split, load_users, rating_matrix, sparse_rating_matrix
     from autorec_utils.evaluate import AutoRecPredictor, score
+    from autorec_utils.load import load_users
+    from autorec_utils.matrix import rating_matrix
     from autorec_utils.model import AutoRec
+    from autorec_utils.sparse import sparse_rating_matrix
+    from autorec_utils.splits import load_split
     from autorec_utils.train import fit, seed_everything
 
     train, test = load_split("u1", ml100k)
     ids = {"user_ids": load_users(ml100k).user_id, "item_ids": load_movies(ml100k).item_id}
     dense = rating_matrix(train, by="item", **ids)
     results = []
-    for matrix, sparse in ((dense, False), (sparse_rating_matrix(train, by="item", **ids), True)):
+    for matrix in (dense, sparse_rating_matrix(train, by="item", **ids)):
         seed_everything(0)
         model = AutoRec(matrix.shape[1], hidden=100)
-        history = fit(model, matrix, epochs=15, lr=1e-2, l2=100.0, batch_size=256, sparse=sparse, progress=False)
+        history = fit(model, matrix, epochs=15, lr=1e-2, l2=100.0, batch_size=256, progress=False)
         results.append((history.best["val_rmse"], score(AutoRecPredictor(model, dense), test)["RMSE"], model))
     (dense_val, dense_test, dense_model), (sparse_val, sparse_test, sparse_model) = results
     assert abs(dense_val - sparse_val) < 0.002 and abs(dense_test - sparse_test) < 0.002

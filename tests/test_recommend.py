@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from autorec_utils import __main__ as cli
-from autorec_utils.data import load_movies, load_split, load_users
 from autorec_utils.evaluate import popularity_scores, random_scores, ranking_metrics
+from autorec_utils.load import load_movies, load_users
 from autorec_utils.recommend import (
     find_movie,
     project_2d,
@@ -15,6 +15,7 @@ from autorec_utils.recommend import (
     top_k,
     user_embeddings,
 )
+from autorec_utils.splits import load_split
 from autorec_utils.train import train_autorec
 
 QUICK = {"epochs": 5, "hidden": 4}
@@ -144,6 +145,17 @@ def test_similar_movies(setting, recipe):
     found = similar_movies(trained, 7, movies, k=5, min_ratings=1)
     assert len(found) == 5 and 7 not in set(found.item_id) and 4 not in set(found.item_id)
     assert np.all(np.diff(found.similarity) <= 0) and found.similarity.between(-1, 1).all()
+
+
+@pytest.mark.parametrize("k, message", [(-1, "k must be a positive whole number, got -1"), (0, "got 0"), (2.5, "got 2.5"),
+                                        (True, "got True")])
+def test_similar_movies_checks_k_as_top_k_does(setting, k, message):
+    _, _, _, movies = setting
+    trained = trained_on(setting)
+    with pytest.raises(ValueError, match=message):
+        similar_movies(trained, 7, movies, k=k)
+    with pytest.raises(ValueError, match="min_ratings must be a whole number >= 0"):
+        similar_movies(trained, 7, movies, min_ratings=-2)
 
 
 def test_user_embeddings_and_their_2d_map(setting):

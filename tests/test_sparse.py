@@ -1,5 +1,5 @@
-"""The sparse path: a SparseRatingMatrix holds only the observed ratings, and fit() trains on it with
-the same objective as on the dense matrix."""
+"""Chapter 05's sparse path: a SparseRatingMatrix holds only the observed ratings, fit() trains on it with
+the same objective as on the dense matrix, and everything chapter 04 does works on the model it trains."""
 
 import numpy as np
 import pandas as pd
@@ -7,10 +7,25 @@ import pytest
 import torch
 
 from autorec_utils import train as training
-from autorec_utils.data import SparseRatingMatrix, load_split, rating_matrix, sparse_rating_matrix
-from autorec_utils.evaluate import AutoRecPredictor
+from autorec_utils.checkpoint import load_checkpoint, save_checkpoint
+from autorec_utils.evaluate import AutoRecPredictor, BiasBaseline, score
+from autorec_utils.generate import generate_ratings
+from autorec_utils.load import load_movies
+from autorec_utils.matrix import rating_matrix
 from autorec_utils.model import AutoRec
-from autorec_utils.train import fit, seed_everything
+from autorec_utils.recommend import movie_embeddings, similar_movies, top_k, user_embeddings
+from autorec_utils.sparse import (
+    SparseAutoRecPredictor,
+    SparseRatingMatrix,
+    decode_at,
+    encode,
+    sparse_rating_matrix,
+    store_encoder_by_input,
+)
+from autorec_utils.splits import load_split
+from autorec_utils.train import TrainedAutoRec, fit, random_splits_rmse, seed_everything, train_autorec
+
+IDS = {"user_ids": np.arange(1, 13), "item_ids": np.arange(1, 31)}  # the fixture's users and movies
 
 
 @pytest.fixture
@@ -29,7 +44,12 @@ def test_sparse_matrix_holds_the_same_ratings(small_ratings, by):
     assert sparse.user_index == dense.user_index and sparse.item_index == dense.item_index
     again = SparseRatingMatrix.from_dense(dense)
     assert torch.equal(again.crow, sparse.crow) and torch.equal(again.col, sparse.col) and torch.equal(again.value, sparse.value)
-    assert np.all(np.diff(sparse.crow.numpy()) >= 0) and sparse.crow[-1] == 5
+    for a, b in zip(sparse.entries(), dense.entries(), strict=True):  # the same row-major order of the ratings
+        assert torch.equal(a, b)
+    assert np.array_equal(sparse.ratings_per_user, dense.ratings_per_user) and list(sparse.ratings_per_item) == [2, 2, 1]
+    for user in (1, 5, 7):
+        assert np.array_equal(sparse.rated_items(user), dense.rated_items(user))
+    pd.testing.assert_frame_equal(sparse.to_frame(), dense.to_frame())
 
 
 def test_sparse_matrix_rejects_what_the_dense_one_rejects(small_ratings):
@@ -37,58 +57,56 @@ def test_sparse_matrix_rejects_what_the_dense_one_rejects(small_ratings):
         sparse_rating_matrix(pd.concat([small_ratings, small_ratings.iloc[:1]]))
     with pytest.raises(ValueError, match=r"user id 5 is not among the matrix's user ids"):
         sparse_rating_matrix(small_ratings, user_ids=[1, 2])
+    with pytest.raises(ValueError, match=r"user 3 is not in the training data \(valid ids: 1\.\.\.5\)"):
+        sparse_rating_matrix(small_ratings).rated_items(3)
 
 
-def run(matrix, sparse, **options):
+def run(matrix, **options):
     seed_everything(3)
     model = AutoRec(matrix.shape[1], hidden=6)
     settings = {"epochs": 25, "lr": 0.02, "l2": 0.5, "validation_fraction": 0.2, "patience": 25, **options}
-    history = fit(model, matrix, progress=False, sparse=sparse, seed=3, **settings)
+    history = fit(model, matrix, progress=False, seed=3, **settings)
     return model, history.to_frame().drop(columns="seconds")
 
 
 @pytest.mark.parametrize("by", ["user", "item"])
-@pytest.mark.parametrize("options", [{}, {"batch_size": 4}])
+@pytest.mark.parametrize("options", [{}, {"batch_size": 4}, {"batch_size": 5, "lr_decay": 0.9}])
 def test_sparse_and_dense_paths_minimise_the_same_objective(ml_folder, by, options):
-    train, test = load_split("u1", ml_folder)
-    dense = rating_matrix(train, by=by)
-    dense_model, dense_history = run(dense, False, **options)
-    sparse_model, sparse_history = run(sparse_rating_matrix(train, by=by), True, **options)
-    pd.testing.assert_frame_equal(dense_history, sparse_history, rtol=1e-4)
+    train, _ = load_split("u1", ml_folder)
+    dense_model, dense_history = run(rating_matrix(train, by=by), **options)
+    sparse_model, sparse_history = run(sparse_rating_matrix(train, by=by), **options)
+    pd.testing.assert_frame_equal(dense_history, sparse_history, rtol=1e-4)  # the losses include the penalty
     for a, b in zip(dense_model.parameters(), sparse_model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_residuals_on_the_sparse_path(ml_folder):
-    from autorec_utils.evaluate import BiasBaseline
-
+def test_the_path_follows_the_matrix_and_the_recipe_decides_by_size(ml_folder, monkeypatch):
     train, _ = load_split("u1", ml_folder)
-    dense = rating_matrix(train)
-    baseline = BiasBaseline().fit(train).predict_matrix(dense)
-    _, dense_history = run(dense, False, baseline=baseline)
-    _, sparse_history = run(sparse_rating_matrix(train), True, baseline=baseline)
-    pd.testing.assert_frame_equal(dense_history, sparse_history, rtol=1e-4)
-
-
-def test_fit_picks_the_path_by_size(ml_folder, monkeypatch):
-    train, _ = load_split("u1", ml_folder)
-    sparse = sparse_rating_matrix(train)
     used = []
-    for name in ("_DenseProblem", "_SparseProblem"):
+    for name in ("DenseProblem", "SparseProblem"):
         original = getattr(training, name)
         monkeypatch.setattr(training, name, lambda *a, _original=original, _name=name: used.append(_name) or _original(*a))
-    run(sparse, None)
-    monkeypatch.setattr(training, "DENSE_LIMIT", 10)
-    run(sparse, None)
-    run(rating_matrix(train), True)  # forced: a dense matrix trained on the sparse path
-    assert used == ["_DenseProblem", "_SparseProblem", "_SparseProblem"]
+    run(rating_matrix(train))
+    run(sparse_rating_matrix(train))
+    settings = {"epochs": 2, "hidden": 3, "batch_size": 4, "progress": False}
+    assert isinstance(train_autorec(train, "I-AutoRec", **settings).matrix, training.RatingMatrix)
+    monkeypatch.setattr(training, "DENSE_LIMIT", 10)  # 12 users x 30 movies is now "too big"
+    assert isinstance(train_autorec(train, "I-AutoRec", **settings).matrix, SparseRatingMatrix)
+    assert used == ["DenseProblem", "SparseProblem", "DenseProblem", "SparseProblem"]
 
 
-def test_predictions_after_sparse_training(ml_folder):
-    train, test = load_split("u1", ml_folder)
-    model, _ = run(sparse_rating_matrix(train), True)
-    predicted = AutoRecPredictor(model, rating_matrix(train)).predict(test.user_id, test.item_id)
-    assert predicted.shape == (len(test),) and np.all((predicted >= 1) & (predicted <= 5))
+def test_what_the_sparse_path_refuses(ml_folder):
+    train, _ = load_split("u1", ml_folder)
+    matrix = sparse_rating_matrix(train)
+    model = AutoRec(matrix.shape[1], hidden=4)
+    with pytest.raises(ValueError, match="the sparse path trains with Adam on the ratings themselves"):
+        fit(model, matrix, optimizer="rprop", progress=False)
+    with pytest.raises(ValueError, match="the sparse path trains with Adam on the ratings themselves"):
+        fit(model, matrix, baseline=torch.zeros(matrix.shape), progress=False)
+    with pytest.raises(ValueError, match="sparse path runs on CUDA or the CPU"):
+        fit(model, matrix, epochs=1, batch_size=64, device="mps", progress=False)
+    with pytest.raises(ValueError, match="residual recipe needs the bias baseline as a dense"):
+        train_autorec(train, "U-AutoRec (best)", sparse=True, batch_size=256)
 
 
 # ---------------------------------------------------------------- the sparse products and their gradients
@@ -107,7 +125,7 @@ def test_sparse_products_equal_the_dense_model_and_its_gradients(by_input):
     torch.manual_seed(0)
     model = AutoRec(7, hidden=4)
     if by_input:
-        model.store_encoder_by_input()
+        store_encoder_by_input(model)
         assert model.encoder.weight.T.is_contiguous()
     mask = dense > 0
 
@@ -118,8 +136,8 @@ def test_sparse_products_equal_the_dense_model_and_its_gradients(by_input):
 
     dense_out = model(dense)
     expected = gradients(((dense_out - dense)[mask]).square().sum())
-    codes = model.encode_sparse(batch)
-    sparse_out = model.decode_at(codes, batch)
+    codes = encode(model, batch)
+    sparse_out = decode_at(model, codes, batch)
     assert torch.allclose(codes, model.encode(dense), atol=1e-6)
     assert torch.allclose(sparse_out, dense_out[mask], atol=1e-6)  # CSR order is row-major, as mask indexing
     got = gradients((sparse_out - batch.values()).square().sum())
@@ -131,65 +149,90 @@ def test_sparse_products_reject_what_they_cannot_read():
     dense, batch = toy_batch()
     model = AutoRec(7, hidden=4)
     with pytest.raises(TypeError, match="must be a sparse CSR tensor"):
-        model.encode_sparse(dense)
+        encode(model, dense)
     with pytest.raises(ValueError, match="reads vectors of length 7"):
-        model.encode_sparse(dense[:, :6].to_sparse_csr())
+        encode(model, dense[:, :6].to_sparse_csr())
     with pytest.raises(ValueError, match="pattern has 5 rows for 3 codes"):
-        model.decode_at(torch.zeros(3, 4), batch)
+        decode_at(model, torch.zeros(3, 4), batch)
 
 
-def test_the_sparse_path_says_it_does_not_run_on_mps(ml_folder):
-    train, _ = load_split("u1", ml_folder)
-    matrix = sparse_rating_matrix(train)
-    with pytest.raises(ValueError, match="sparse path runs on CUDA or the CPU"):
-        fit(AutoRec(matrix.shape[1], hidden=4), matrix, epochs=1, batch_size=64, sparse=True, device="mps", progress=False)
-
-
-def test_sparse_paths_agree_with_rprop_and_lbfgs(ml_folder):
-    train, _ = load_split("u1", ml_folder)
-    for options in ({"optimizer": "rprop"}, {"optimizer": "lbfgs", "lr": 0.5}):
-        _, dense_history = run(rating_matrix(train, by="item"), False, **options)
-        _, sparse_history = run(sparse_rating_matrix(train, by="item"), True, **options)
-        pd.testing.assert_frame_equal(dense_history, sparse_history, rtol=1e-3)
-
+# ---------------------------------------------------------------- predictions, recommendations, checkpoints
 
 @pytest.mark.parametrize("by", ["user", "item"])
 def test_sparse_predictor_equals_the_dense_one(ml_folder, by):
-    from autorec_utils.evaluate import BiasBaseline, SparseAutoRecPredictor
-
     train, test = load_split("u1", ml_folder)
-    ids = {"user_ids": np.arange(1, 944), "item_ids": np.arange(1, 1683)}
-    sparse = sparse_rating_matrix(train, by=by, **ids)
-    model, _ = run(sparse, True, batch_size=128)
+    sparse = sparse_rating_matrix(train, by=by, **IDS)
+    model, _ = run(sparse, batch_size=4)
     bias = BiasBaseline().fit(train)
-    dense_predictor = AutoRecPredictor(model, rating_matrix(train, by=by, **ids), fallback=bias)
+    dense_predictor = AutoRecPredictor(model, rating_matrix(train, by=by, **IDS), fallback=bias)
     sparse_predictor = SparseAutoRecPredictor(model, sparse, fallback=bias)
     users = np.concatenate([test.user_id, [1, 99999]])  # and a user the matrix does not know
     items = np.concatenate([test.item_id, [99999, 1]])
     assert np.allclose(sparse_predictor.predict(users, items), dense_predictor.predict(users, items), atol=1e-5)
-    for user in (1, 405):
-        assert np.allclose(sparse_predictor.user_scores(user), dense_predictor.scores[user - 1], atol=1e-4)
-    with pytest.raises(ValueError, match="user 99999 is not in the training matrix"):
+    assert np.allclose(sparse_predictor.scores, dense_predictor.scores, atol=1e-5)
+    assert np.allclose(sparse_predictor.codes, dense_predictor.codes, atol=1e-6)
+    for user in (1, 7):
+        assert np.allclose(sparse_predictor.user_scores(user), dense_predictor.user_scores(user), atol=1e-5)
+    with pytest.raises(ValueError, match="user 99999 is not in the training data"):
         sparse_predictor.user_scores(99999)
 
 
-def test_train_autorec_on_the_sparse_path(ml_folder):
-    from autorec_utils.evaluate import SparseAutoRecPredictor, score
-    from autorec_utils.train import train_autorec
+def twins(ml_folder, recipe):
+    """The same trained model, once with its sparse matrix and predictor, once with dense ones."""
+    train, _ = load_split("u1", ml_folder)
+    sparse = train_autorec(train, recipe, sparse=True, batch_size=4, epochs=10, hidden=5, progress=False, **IDS)
+    matrix = rating_matrix(train, by=sparse.matrix.by, **IDS)
+    dense_predictor = AutoRecPredictor(sparse.model, matrix, fallback=sparse.predictor.fallback)
+    dense = TrainedAutoRec(sparse.model, matrix, dense_predictor, sparse.bias, sparse.history, sparse.recipe, 0.0)
+    return sparse, dense
 
+
+@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec (paper)"])
+def test_chapter_04_works_on_a_sparse_trained_model(ml_folder, recipe):
+    movies = load_movies(ml_folder)
+    sparse, dense = twins(ml_folder, recipe)
+    assert isinstance(sparse.predictor, SparseAutoRecPredictor)
+    for user in (1, 6, 12):
+        a, b = top_k(sparse, user, movies, k=5), top_k(dense, user, movies, k=5)
+        assert list(a.item_id) == list(b.item_id) and np.allclose(a.predicted_rating, b.predicted_rating, atol=1e-5)
+    a, b = similar_movies(sparse, 1, movies, k=4, min_ratings=0), similar_movies(dense, 1, movies, k=4, min_ratings=0)
+    assert list(a.item_id) == list(b.item_id)
+    assert np.allclose(user_embeddings(sparse), user_embeddings(dense), atol=1e-6)
+    assert np.allclose(movie_embeddings(sparse), movie_embeddings(dense), atol=1e-6)
+
+
+@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec (paper)"])
+def test_a_sparse_trained_checkpoint_loads_back_sparse(ml_folder, tmp_path, recipe):
+    train, test = load_split("u1", ml_folder)
+    sparse, _ = twins(ml_folder, recipe)
+    loaded = load_checkpoint(save_checkpoint(sparse, tmp_path / "model.pt", split="u1"), data_path=ml_folder)
+    assert isinstance(loaded.matrix, SparseRatingMatrix) and isinstance(loaded.predictor, SparseAutoRecPredictor)
+    assert np.allclose(loaded.predictor.predict(test.user_id, test.item_id), sparse.predictor.predict(test.user_id, test.item_id))
+    assert list(top_k(loaded, 3, load_movies(ml_folder), k=5).item_id) == list(top_k(sparse, 3, load_movies(ml_folder), k=5).item_id)
+
+
+def test_the_sparse_predictor_never_builds_a_huge_matrix(monkeypatch, ml_folder):
+    from autorec_utils import sparse as sparse_module
+
+    sparse, _ = twins(ml_folder, "I-AutoRec")
+    monkeypatch.setattr(sparse_module, "DENSE_LIMIT", 100)
+    with pytest.raises(ValueError, match=r"scores for all 12 x 30 pairs would take .* user_scores\(user_id\)"):
+        _ = sparse.predictor.scores
+    assert len(sparse.predictor.user_scores(1)) == 30  # one user at a time still works
+
+
+def test_train_autorec_on_the_sparse_path(ml_folder):
     train, test = load_split("u1", ml_folder)
     settings = {"batch_size": 4, "epochs": 30, "hidden": 8, "progress": False}
     trained = train_autorec(train, "I-AutoRec", sparse=True, **settings)
     assert isinstance(trained.matrix, SparseRatingMatrix) and isinstance(trained.predictor, SparseAutoRecPredictor)
     dense = train_autorec(train, "I-AutoRec", sparse=False, **settings)
     assert score(trained.predictor, test)["RMSE"] == pytest.approx(score(dense.predictor, test)["RMSE"], abs=1e-4)
-    with pytest.raises(ValueError, match="residual recipe needs the bias baseline as a dense"):
-        train_autorec(train, "U-AutoRec (best)", sparse=True, batch_size=256)
 
+
+# ---------------------------------------------------------------- at scale: generated data, the paper's protocol
 
 def test_generated_ratings_look_like_movielens():
-    from autorec_utils.data import generate_ratings
-
     ratings = generate_ratings(500, 300, 20_000, seed=1)
     assert len(ratings) == 20_000 and not ratings.duplicated(["user_id", "item_id"]).any()
     assert set(ratings.rating.unique()) <= {1.0, 2.0, 3.0, 4.0, 5.0} and 3.0 < ratings.rating.mean() < 4.0
@@ -203,9 +246,6 @@ def test_generated_ratings_look_like_movielens():
 
 
 def test_random_splits_rmse_runs_the_papers_protocol():
-    from autorec_utils.data import generate_ratings
-    from autorec_utils.train import random_splits_rmse
-
     ratings = generate_ratings(300, 200, 12_000, seed=2)
     results = random_splits_rmse(ratings, "I-AutoRec", repeats=2, sparse=True, batch_size=64, epochs=5, hidden=20,
                                  progress=False)
@@ -216,8 +256,6 @@ def test_random_splits_rmse_runs_the_papers_protocol():
 
 
 def test_sparse_training_is_reproducible_with_several_threads():
-    from autorec_utils.data import generate_ratings
-
     matrix = sparse_rating_matrix(generate_ratings(2000, 1000, 150_000, seed=0), by="item")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # summing in parallel must not change the order of the sums
@@ -226,7 +264,7 @@ def test_sparse_training_is_reproducible_with_several_threads():
         for _ in range(2):
             torch.manual_seed(0)
             model = AutoRec(matrix.shape[1], hidden=50)
-            fit(model, matrix, epochs=2, lr=0.01, l2=100.0, batch_size=256, sparse=True, progress=False)
+            fit(model, matrix, epochs=2, lr=0.01, l2=100.0, batch_size=256, progress=False)
             runs.append(model.state_dict())
     finally:
         torch.set_num_threads(threads)
