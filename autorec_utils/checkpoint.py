@@ -28,29 +28,36 @@ from .sparse import SparseRatingMatrix, sparse_rating_matrix
 from .splits import load_split
 from .train import History, TrainedAutoRec, predictor_for
 
+__all__ = [  # what the notebooks, the command line and users call
+    "CheckpointError", "checkpoint_path", "load_checkpoint", "save_checkpoint",
+]
+
+
 FORMAT = "autorec-checkpoint/2"
 _KEYS = {"format", "library_version", "recipe", "model_config", "state_dict", "by", "sparse", "row_ids", "col_ids",
          "n_train_ratings", "fingerprint", "split", "bias", "history", "best_epoch", "seconds"}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, not an AutoRec checkpoint, or does not fit the data."""
+    """A checkpoint file is unreadable, not an AutoRec checkpoint, or does not fit the data (chapter 03)."""
 
 
 def checkpoint_path(name: str, data_dir: str | Path | None = None) -> Path:
-    """Where the notebooks and the command line keep checkpoints: ``<data_dir>/checkpoints/<name>.pt``."""
+    """Where the notebooks and the command line keep checkpoints: ``<data_dir>/checkpoints/<name>.pt`` (chapter 03)."""
     return Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / "checkpoints" / f"{name}.pt"
 
 
 def fingerprint(ratings: pd.DataFrame) -> str:
-    """A short hash of the (user, movie, rating) triples, whatever their order: which ratings a model saw."""
+    """A short hash of the (user, movie, rating) triples, whatever their order: which ratings a model saw
+    (chapter 03)."""
     triples = ratings[["user_id", "item_id", "rating"]].to_numpy(dtype=np.float64)
     triples = triples[np.lexsort((triples[:, 1], triples[:, 0]))]
     return hashlib.sha256(np.ascontiguousarray(triples).tobytes()).hexdigest()[:16]
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail now, with a clear message, if ``path`` cannot receive a checkpoint -- not after an hour of training."""
+    """Fail now, with a clear message, if ``path`` cannot receive a checkpoint -- not after an hour of
+    training (chapter 03, and the command line)."""
     path = Path(path).expanduser()
     if str(path) in ("", ".") or path.is_dir():
         raise ValueError(f"{display_path(path)!r} is a folder; give the checkpoint a file name, e.g. my_model.pt.")
@@ -63,7 +70,7 @@ def check_writable(path: str | Path) -> Path:
 
 
 def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None, train: pd.DataFrame | None = None) -> Path:
-    """Write ``trained`` to ``path`` atomically (a temporary file renamed into place when complete).
+    """Write ``trained`` to ``path`` atomically (a temporary file renamed into place when complete) (chapter 03).
 
     ``split`` names the canonical split whose training ratings it was trained on ("u1" ... "ub", or "all"),
     so that loading can rebuild its input matrix; pass None for other training sets and give the same
@@ -105,7 +112,7 @@ def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None
 
 def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train: pd.DataFrame | None = None,
                     device: str | torch.device | None = None) -> TrainedAutoRec:
-    """Load a checkpoint written by ``save_checkpoint`` and rebuild its model, matrix and predictor.
+    """Load a checkpoint written by ``save_checkpoint`` and rebuild its model, matrix and predictor (chapter 04).
 
     The training ratings come from the checkpoint's split in ``data_path`` (default: the usual data
     folder), or from ``train`` for a custom training set; they must be the ratings it was trained on.

@@ -130,7 +130,8 @@ class AutoRecPredictor:
                              f"{train.shape[1]} columns; pass the matrix the model was trained on.")
         self.model, self.matrix, self.baseline = model, train, baseline
         self.fallback = fallback if fallback is not None else self._training_mean()
-        self.known_users, self.known_items = train.ratings_per_user > 0, train.ratings_per_item > 0
+        per_user, per_item = train.rating_counts()
+        self.known_users, self.known_items = per_user > 0, per_item > 0
         was_training = model.training
         model.eval()
         with torch.no_grad():

