@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,15 @@ from .model import AutoRec
 from .releases import SPLITS, default_data_dir, display_path, replace_readable
 from .sparse import SparseRatingMatrix, sparse_rating_matrix
 from .splits import load_split
-from .train import History, TrainedAutoRec, predictor_for
+from .train import History, TrainedAutoRec, predictor_for, resolve_recipe, train_autorec
 
 __all__ = [  # what the notebooks, the command line and users call
-    "CheckpointError", "checkpoint_path", "load_checkpoint", "save_checkpoint",
+    "CheckpointError", "checkpoint_path", "load_checkpoint", "load_or_train", "save_checkpoint",
 ]
 
 
 FORMAT = "autorec-checkpoint/2"
-_KEYS = {"format", "library_version", "recipe", "model_config", "state_dict", "by", "sparse", "row_ids", "col_ids",
+_KEYS = {"format", "library_version", "recipe", "seed", "model_config", "state_dict", "by", "sparse", "row_ids", "col_ids",
          "n_train_ratings", "fingerprint", "split", "bias", "history", "best_epoch", "seconds"}
 
 
@@ -84,6 +85,7 @@ def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None
         "format": FORMAT,
         "library_version": __version__,
         "recipe": dict(trained.recipe),
+        "seed": int(trained.seed),
         "model_config": dict(trained.model.config),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()},
         "by": trained.matrix.by,
@@ -152,7 +154,43 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
     bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
     recipe = payload["recipe"]
     history = History(records=payload["history"], best_epoch=payload["best_epoch"])
-    return TrainedAutoRec(model, matrix, predictor_for(model, matrix, bias, recipe), bias, history, recipe, payload["seconds"])
+    return TrainedAutoRec(model, matrix, predictor_for(model, matrix, bias, recipe), bias, history, recipe,
+                          payload["seconds"], payload["seed"], payload["split"])
+
+
+def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | dict, split: str | None, seed: int = 0,
+                  data_path: str | Path | None = None, retrain: bool = False, progress: bool = False, user_ids=None,
+                  item_ids=None, **overrides) -> tuple[TrainedAutoRec, str]:
+    """The model at ``path`` if it was trained with this recipe, these settings and seed on ``train``;
+    else (or with ``retrain``) train it now and save it there (chapter 04, and the command line). Returns
+    the model and a line that says which happened and why."""
+    wanted = resolve_recipe(recipe, overrides)
+    name = display_path(path)
+    check_writable(path) if retrain or not Path(path).expanduser().is_file() else None
+    if retrain:
+        reason = "trained (as asked)"
+    elif Path(path).expanduser().is_file():
+        try:
+            loaded = load_checkpoint(path, data_path=data_path, train=train)
+        except CheckpointError as error:
+            reason = str(error).split(";")[0]
+        else:
+            if loaded.recipe == wanted and loaded.seed == seed:
+                return loaded, f"loaded {name}"
+            changed = sorted(k for k in wanted.keys() | loaded.recipe.keys() if wanted.get(k) != loaded.recipe.get(k))
+            reason = f"{name} was trained with other settings ({', '.join(changed) or f'seed {loaded.seed}'})"
+        reason = f"{reason}; trained again"
+    else:
+        reason = f"trained (no {name} yet)"
+    check_writable(path)  # now, not after the training
+    trained = train_autorec(train, wanted, seed=seed, progress=progress, user_ids=user_ids, item_ids=item_ids)
+    trained.split = split
+    try:
+        save_checkpoint(trained, path, split=split, train=train)
+    except OSError as error:  # the model is still good: say so and go on
+        warnings.warn(f"the model could not be saved to {name} ({error}); it is used anyway, but not kept.", stacklevel=2)
+        return trained, f"{reason} in {trained.seconds:.0f} s (not saved)"
+    return trained, f"{reason} in {trained.seconds:.0f} s and saved to {name}"
 
 
 def _check_payload(payload, where: str) -> None:

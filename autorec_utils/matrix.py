@@ -49,9 +49,11 @@ class Axes:
 
     def position_of_user(self, user_id) -> int:
         """The position of ``user_id`` along the user axis, or a ValueError that gives the valid ids."""
-        if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)) or int(user_id) not in self.user_index:
+        if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
+            raise ValueError(f"a user id is a whole number, got {user_id!r}.")
+        if int(user_id) not in self.user_index:
             ids = self.user_ids
-            raise ValueError(f"user {user_id!r} is not in the training data (valid ids: {ids.min()}...{ids.max()}).")
+            raise ValueError(f"user {user_id} is not in the training data (valid ids: {ids.min()}...{ids.max()}).")
         return self.user_index[int(user_id)]
 
     def rating_counts(self) -> tuple[np.ndarray, np.ndarray]:

@@ -56,6 +56,7 @@ def plot_long_tail(ratings: pd.DataFrame) -> plt.Figure:
         ax.plot(np.arange(1, len(counts) + 1), counts, lw=2)
         ax.fill_between(np.arange(1, len(counts) + 1), counts, alpha=0.25)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # 1, 2, 5, 10, 20, 50 ...
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
         ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         ax.axhline(np.median(counts), color="grey", ls="--", lw=1, label=f"median = {np.median(counts):.0f}")
@@ -72,9 +73,14 @@ def plot_scaling(rows, title: str = "Training cost against the number of ratings
     frame = pd.DataFrame(rows).dropna(subset=["seconds"])
     frame = frame.assign(model=frame.variant + "-AutoRec")
     ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+    paths = [path for path in ("sparse", "dense") if path in set(frame.path)]  # no legend entry without a line
     sns.lineplot(data=frame, x="ratings", y="seconds", hue="model", style="path", markers=True, dashes=True,
-                 style_order=["sparse", "dense"], ax=ax)
+                 style_order=paths, ax=ax)
     ax.set(xscale="log", yscale="log", xlabel="ratings in the training matrix", ylabel="seconds per epoch", title=title)
+    for axis, label in ((ax.xaxis, lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"),
+                        (ax.yaxis, lambda v, _: f"{v:g}")):
+        axis.set_major_formatter(ticker.FuncFormatter(label))
+        axis.set_minor_formatter(ticker.NullFormatter())
     sparse = frame[frame.path == "sparse"].sort_values("ratings")
     if len(sparse):
         start = sparse.iloc[0]
@@ -120,3 +126,38 @@ def plot_autorec_diagram(ratings, names, hidden: int, ax: plt.Axes | None = None
     ax.set(xlim=(-1.1, 3.4), ylim=(-0.35, 1.3))
     ax.axis("off")
     return ax
+
+
+def plot_learning_curves(curves: dict, title: str = "Learning curves", ax: plt.Axes | None = None,
+                         ylim: tuple[float, float] | None = None) -> plt.Axes:
+    """RMSE per epoch of one or more runs (chapter 03): ``curves`` maps a run's name to a frame with
+    ``train_rmse`` and ``val_rmse`` by epoch. Each run has one colour: training solid, validation dashed,
+    and a dot at its lowest validation RMSE."""
+    ax = ax or plt.subplots(figsize=(8, 4))[1]
+    for color, (name, frame) in zip(sns.color_palette(n_colors=max(len(curves), 1)), curves.items(), strict=False):
+        ax.plot(frame.index, frame.train_rmse, color=color, lw=2, label=f"{name}: training")
+        if frame.val_rmse.notna().any():
+            ax.plot(frame.index, frame.val_rmse, color=color, lw=2, ls="--", label=f"{name}: validation")
+            best = frame.val_rmse.idxmin()
+            ax.plot([best], [frame.val_rmse[best]], "o", color=color, ms=7)
+    ax.set(title=title, xlabel="epoch", ylabel="RMSE (stars)")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def load_results(name: str) -> dict | None:
+    """A results file written by a script in ``benchmarks/`` (chapters 03 and 05), its tables as
+    DataFrames; None when it has not been run."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / name
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text())
+    tables = {key: pd.DataFrame(value) for key, value in raw.items() if isinstance(value, list)}
+    if "spread" in tables:
+        tables["spread"] = tables["spread"].set_index("model")
+    return {**raw, **tables}

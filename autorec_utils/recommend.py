@@ -53,6 +53,10 @@ def top_k(trained: TrainedAutoRec, user_id: int, movies: pd.DataFrame, k: int = 
     check_k(k)
     scores = trained.predictor.user_scores(user_id)
     rated = trained.matrix.rated_items(user_id)
+    if not rated.any():
+        fallback = "the bias baseline" if hasattr(trained.predictor.fallback, "predict") else "the mean training rating"
+        warnings.warn(f"user {user_id} has no training ratings: the model has nothing to read, so every movie gets "
+                      f"{fallback} and the list says nothing personal.", stacklevel=2)
     return _rank(scores, rated, trained.matrix.item_ids, movies, k, include_unknown, f"user {user_id}")
 
 

@@ -221,21 +221,24 @@ def _check_fit_arguments(model, train, epochs, lr, l2, batch_size, optimizer, pa
 
 # ---------------------------------------------------------------- recipes
 
-# Recipes measured on the canonical u1 split; benchmarks/rmse.py prints their figures. "by" picks the
-# variant (rows are users or movies); "residual" learns the residuals of the bias baseline; "refit"
-# trains a second time on *all* training ratings for the number of epochs early stopping chose;
-# "fallback" is what a user or movie without training ratings gets ("mean" or "bias").
+# Recipes chosen on the validation ratings of the canonical u1 split (benchmarks/tune.py prints the grid;
+# benchmarks/rmse.py their test figures). "by" picks the variant (rows are users or movies); "residual"
+# learns the residuals of the bias baseline; "fallback" is what a user or movie without training ratings
+# gets ("mean" or "bias"); "refit" (off in all three) trains a second time on *all* training ratings.
 RECIPES = {
-    "U-AutoRec (paper)": {"by": "user", "hidden": 500, "activation": "sigmoid", "l2": 100.0, "lr": 3e-3,
-                          "lr_decay": 1.0, "patience": 30, "residual": False, "refit": False, "fallback": "mean"},
-    "U-AutoRec (best)": {"by": "user", "hidden": 200, "activation": "sigmoid", "l2": 100.0, "lr": 3e-3,
-                         "lr_decay": 1.0, "patience": 30, "residual": True, "refit": True, "fallback": "bias"},
-    "I-AutoRec": {"by": "item", "hidden": 500, "activation": "sigmoid", "l2": 100.0, "lr": 1e-2,
-                  "lr_decay": 0.99, "patience": 20, "residual": False, "refit": False, "fallback": "bias"},
+    "U-AutoRec": {"by": "user", "hidden": 500, "activation": "sigmoid", "l2": 100.0, "lr": 1e-2, "lr_decay": 1.0,
+                  "patience": 10, "residual": False, "refit": False, "fallback": "mean"},
+    "U-AutoRec (residual)": {"by": "user", "hidden": 200, "activation": "sigmoid", "l2": 100.0, "lr": 3e-3, "lr_decay": 1.0,
+                             "patience": 10, "residual": True, "refit": False, "fallback": "bias"},
+    "I-AutoRec": {"by": "item", "hidden": 500, "activation": "sigmoid", "l2": 100.0, "lr": 1e-2, "lr_decay": 0.99,
+                  "patience": 10, "residual": False, "refit": False, "fallback": "bias"},
 }
 MODEL_SETTINGS = ("hidden", "activation", "dropout", "input_dropout")
 FIT_SETTINGS = ("epochs", "lr", "l2", "batch_size", "optimizer", "validation_fraction", "patience", "lr_decay")
 RECIPE_SETTINGS = ("by", "residual", "refit", "fallback")
+RECIPE_DEFAULTS = {"by": "user", "residual": False, "refit": False, "fallback": "mean", "hidden": 500, "activation": "sigmoid",
+                   "dropout": 0.0, "input_dropout": 0.0, "epochs": 2000, "lr": 1e-3, "l2": 1.0, "batch_size": None,
+                   "optimizer": "adam", "validation_fraction": 0.05, "patience": 20, "lr_decay": 1.0}
 
 
 @dataclass
@@ -251,6 +254,8 @@ class TrainedAutoRec:
     history: History
     recipe: dict
     seconds: float
+    seed: int = 0
+    split: str | None = None  # the canonical split it was trained on ("all": every rating), when known
 
 
 def train_autorec(train: pd.DataFrame, recipe: str | dict = "I-AutoRec", user_ids=None, item_ids=None, seed: int = 0,
@@ -272,7 +277,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | dict = "I-AutoRec", user_id
         sparse = len(users) * len(items) > DENSE_LIMIT
     if sparse and recipe["residual"]:
         raise ValueError("a residual recipe needs the bias baseline as a dense users x movies matrix, which the sparse "
-                         "path avoids; use 'I-AutoRec' or 'U-AutoRec (paper)', or sparse=False.")
+                         "path avoids; use 'I-AutoRec' or 'U-AutoRec', or sparse=False.")
     matrix = (sparse_rating_matrix if sparse else rating_matrix)(train, by=recipe["by"], user_ids=users, item_ids=items)
     model_settings = {k: recipe[k] for k in MODEL_SETTINGS if k in recipe}
     fit_settings = {k: recipe[k] for k in FIT_SETTINGS if k in recipe}
@@ -292,7 +297,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | dict = "I-AutoRec", user_id
         fit(model, matrix, baseline=baseline, **{**fit_settings, "epochs": history.best_epoch, "validation_fraction": 0.0,
                                                  "patience": history.best_epoch}, **options)
     predictor = predictor_for(model, matrix, bias, recipe)
-    return TrainedAutoRec(model, matrix, predictor, bias, history, recipe, time.perf_counter() - started)
+    return TrainedAutoRec(model, matrix, predictor, bias, history, recipe, time.perf_counter() - started, seed)
 
 
 def resolve_recipe(recipe: str | dict, overrides: dict) -> dict:
@@ -301,7 +306,7 @@ def resolve_recipe(recipe: str | dict, overrides: dict) -> dict:
         if recipe not in RECIPES:
             raise ValueError(f"recipe {recipe!r} is not one of {list(RECIPES)}; or pass a dict of settings.")
         recipe = RECIPES[recipe]
-    recipe = {"epochs": 2000, "by": "user", "residual": False, "refit": False, "fallback": "mean", **recipe, **overrides}
+    recipe = {**RECIPE_DEFAULTS, **recipe, **overrides}
     unknown = set(recipe) - {*RECIPE_SETTINGS, *MODEL_SETTINGS, *FIT_SETTINGS}
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; known: {', '.join(RECIPE_SETTINGS + MODEL_SETTINGS + FIT_SETTINGS)}.")

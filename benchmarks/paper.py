@@ -2,7 +2,7 @@
 over random 90/10 splits (Sedhain et al. 2015, Table 1: I-AutoRec 0.831 / 0.782, U-AutoRec 0.874 / 0.867).
 
     python benchmarks/paper.py --release ml-1m                      # I-AutoRec, 5 splits
-    python benchmarks/paper.py --release ml-10m --recipe "U-AutoRec (paper)" --repeats 1
+    python benchmarks/paper.py --release ml-10m --recipe "U-AutoRec" --repeats 1
     python benchmarks/paper.py --release ml-1m --generated          # offline: made-up data of that shape
 
 The release is downloaded from GroupLens (checksum-verified) into data/raw/ on first use. Training uses
@@ -25,7 +25,7 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--release", default="ml-1m", choices=["ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m"])
-    parser.add_argument("--recipe", default="I-AutoRec", choices=[name for name in RECIPES if "best" not in name])
+    parser.add_argument("--recipe", default="I-AutoRec", choices=[name for name in RECIPES if "residual" not in name])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=None, help="at most this many (default: the recipe's, with early stopping)")

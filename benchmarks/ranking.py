@@ -1,10 +1,11 @@
-"""Top-K quality of AutoRec and the baselines on a canonical split; prints a table.
+"""Top-K quality of AutoRec and the baselines on a canonical split; prints tables.
 
-    python benchmarks/ranking.py             # u1, K = 10 (about 30 s on 2 cores)
+    python benchmarks/ranking.py             # u1, K = 10 (about a minute on 2 cores)
     python benchmarks/ranking.py --split u2 -k 20
 
 Relevance = a held-out rating of 4+ stars; candidates = the movies a user did not rate in training,
-minus "unknown" titles. The models are trained here with their recipes (seed 0), not loaded.
+minus "unknown" titles. The models are trained here with their recipes (seed 0), not loaded. A second
+table gives NDCG for K = 5, 10, 20 and relevance from 4 or 5 stars: which model wins depends on both.
 """
 
 import argparse
@@ -16,7 +17,7 @@ from autorec_utils.fetch import fetch_movielens
 from autorec_utils.load import load_movies, load_users
 from autorec_utils.releases import SPLITS
 from autorec_utils.splits import load_split
-from autorec_utils.train import train_autorec
+from autorec_utils.train import RECIPES, train_autorec
 
 
 def main() -> None:
@@ -27,22 +28,28 @@ def main() -> None:
     path = fetch_movielens(progress=False, verbose=False).path
     train, test = load_split(args.split, path)
     users, movies = load_users(path).user_id, load_movies(path)
-    trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False)
-               for name in ("U-AutoRec (best)", "I-AutoRec")}
+    trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False) for name in RECIPES}
     bias = BiasBaseline().fit(train)
-    matrix = trained["U-AutoRec (best)"].matrix
+    matrix = trained["U-AutoRec"].matrix
     scorers = {**{name: t.predictor.scores for name, t in trained.items()},
                "bias baseline": bias.predict_matrix(matrix).numpy(),
                "popularity": popularity_scores(train, matrix.user_ids, matrix.item_ids),
                "random": random_scores(matrix.user_ids, matrix.item_ids, seed=0)}
     rmse = {**{name: score(t.predictor, test)["RMSE"] for name, t in trained.items()}, "bias baseline": score(bias, test)["RMSE"]}
     unknown = movies.item_id[movies.title == "unknown"]
-    table = pd.DataFrame({name: {"test RMSE": rmse.get(name, float("nan")),
-                                 **ranking_metrics(scores, train, test, matrix.user_ids, matrix.item_ids, k=args.k,
-                                                   exclude_items=unknown)}
-                          for name, scores in scorers.items()}).T
+
+    def metrics(k: int, threshold: float) -> pd.DataFrame:
+        return pd.DataFrame({name: ranking_metrics(scores, train, test, matrix.user_ids, matrix.item_ids, k=k,
+                                                   threshold=threshold, exclude_items=unknown)
+                             for name, scores in scorers.items()}).T
+
+    table = metrics(args.k, 4.0)
+    table.insert(0, "test RMSE", [rmse.get(name, float("nan")) for name in table.index])
     print(f"Top-{args.k} on {args.split}: {int(table.users.iloc[0])} users with a held-out rating of 4+ stars")
     print(table.drop(columns="users").to_string(float_format=lambda v: f"{v:.4f}"))
+    ndcg = pd.DataFrame({(f"relevant from {t:g}", f"K = {k}"): metrics(k, t)[f"NDCG@{k}"] for t in (4.0, 5.0) for k in (5, 10, 20)})
+    print("\nNDCG@K by list length and relevance threshold (the best of each column is marked *):")
+    print(ndcg.apply(lambda column: [f"{v:.3f}{'*' if v == column.max() else ' '}" for v in column]).to_string())
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def round_trip(step: str, variant: str, ratings_file: str, checkpoint: str, hidd
     from autorec_utils.train import train_autorec
 
     ratings = read_ratings(ratings_file)
-    recipe = "I-AutoRec" if variant == "I" else "U-AutoRec (paper)"
+    recipe = "I-AutoRec" if variant == "I" else "U-AutoRec"
     if step == "train":
         def work():
             trained = train_autorec(ratings, recipe, sparse=True, epochs=2, hidden=hidden, batch_size=batch_size,

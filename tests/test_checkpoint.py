@@ -16,14 +16,14 @@ QUICK = {"epochs": 5, "hidden": 4}
 def trained(ml_folder):
     train, _ = load_split("u1", ml_folder)
     users, movies = load_users(ml_folder).user_id, load_movies(ml_folder).item_id
-    return train_autorec(train, "U-AutoRec (best)", user_ids=users, item_ids=movies, progress=False, **QUICK)
+    return train_autorec(train, "U-AutoRec (residual)", user_ids=users, item_ids=movies, progress=False, **QUICK)
 
 
 def predictions(trained, ratings):
     return trained.predictor.predict(ratings.user_id.to_numpy(), ratings.item_id.to_numpy())
 
 
-@pytest.mark.parametrize("recipe", ["U-AutoRec (best)", "I-AutoRec"])
+@pytest.mark.parametrize("recipe", ["U-AutoRec (residual)", "I-AutoRec"])
 def test_round_trip_gives_identical_predictions(ml_folder, tmp_path, recipe):
     train, test = load_split("u1", ml_folder)
     users, movies = load_users(ml_folder).user_id, load_movies(ml_folder).item_id

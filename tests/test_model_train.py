@@ -242,14 +242,14 @@ def test_refit_trains_again_on_every_training_rating(ml_folder):
     from autorec_utils.train import train_autorec
 
     train, _ = load_split("u1", ml_folder)
-    once = train_autorec(train, "U-AutoRec (best)", progress=False, epochs=4, hidden=3, refit=False)
-    twice = train_autorec(train, "U-AutoRec (best)", progress=False, epochs=4, hidden=3, refit=True)
+    once = train_autorec(train, "U-AutoRec (residual)", progress=False, epochs=4, hidden=3, refit=False)
+    twice = train_autorec(train, "U-AutoRec (residual)", progress=False, epochs=4, hidden=3, refit=True)
     assert once.history.best_epoch == twice.history.best_epoch  # the first pass is the same
     assert not torch.equal(once.model.decoder.weight, twice.model.decoder.weight)  # then retrained on all ratings
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"recipe": "V-AutoRec"}, r"recipe 'V-AutoRec' is not one of \['U-AutoRec \(paper\)'"),
+    ({"recipe": "V-AutoRec"}, r"recipe 'V-AutoRec' is not one of \['U-AutoRec', 'U-AutoRec \(residual\)'"),
     ({"recipe": "I-AutoRec", "hiden": 5}, r"unknown setting\(s\) \['hiden'\]"),
     ({"recipe": "I-AutoRec", "fallback": "zero"}, "fallback='zero': use 'mean' or 'bias'"),
 ])
@@ -273,7 +273,7 @@ def test_the_validation_ratings_cannot_move_the_residual_baseline(ml_folder):
     settings = {"epochs": 3, "hidden": 3, "progress": False}
 
     def biases(ratings, refit):
-        bias = train_autorec(ratings, "U-AutoRec (best)", refit=refit, **settings).bias
+        bias = train_autorec(ratings, "U-AutoRec (residual)", refit=refit, **settings).bias
         return np.concatenate([[bias.mean_], bias.user_bias_, bias.item_bias_])
 
     assert np.array_equal(biases(train, refit=False), biases(changed, refit=False))

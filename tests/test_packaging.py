@@ -27,3 +27,10 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 def test_torch_is_a_floor_not_a_pin():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "torch>=2.4" in project["dependencies"]  # fused Adam on the CPU (the sparse path)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("**Run the tests**")[1].split("```bash\n")[1].split("\n```")[0].strip()
+    assert command.endswith("python -m pytest") and "python3 -m venv .venv" in command
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()

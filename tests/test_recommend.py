@@ -28,7 +28,7 @@ def setting(ml_folder):
     return train, test, users, movies
 
 
-def trained_on(setting, recipe="U-AutoRec (best)", **overrides):
+def trained_on(setting, recipe="U-AutoRec (residual)", **overrides):
     train, _, users, movies = setting
     return train_autorec(train, recipe, user_ids=users.user_id, item_ids=movies.item_id, progress=False, **{**QUICK, **overrides})
 
@@ -36,7 +36,7 @@ def trained_on(setting, recipe="U-AutoRec (best)", **overrides):
 # ---------------------------------------------------------------- top-K
 
 @pytest.mark.filterwarnings("ignore:only .* movies are left")  # k = every movie, on purpose
-@pytest.mark.parametrize("recipe", ["U-AutoRec (best)", "I-AutoRec"])
+@pytest.mark.parametrize("recipe", ["U-AutoRec (residual)", "I-AutoRec"])
 def test_top_k_never_recommends_rated_or_unknown_movies(setting, recipe):
     train, _, _, movies = setting
     trained = trained_on(setting, recipe)
@@ -77,7 +77,7 @@ def test_a_user_who_rated_everything_gets_an_explained_empty_list(setting):
     train, _, users, movies = setting
     everything = pd.DataFrame({"user_id": 1, "item_id": movies.item_id, "rating": 4.0})
     train = pd.concat([train[train.user_id != 1], everything], ignore_index=True)
-    trained = train_autorec(train, "U-AutoRec (best)", user_ids=users.user_id, item_ids=movies.item_id, progress=False, **QUICK)
+    trained = train_autorec(train, "U-AutoRec (residual)", user_ids=users.user_id, item_ids=movies.item_id, progress=False, **QUICK)
     with pytest.warns(UserWarning, match="user 1 has rated every movie: there is nothing left to recommend"):
         found = top_k(trained, 1, movies, k=5, include_unknown=True)
     assert found.empty and list(found.columns)[:3] == ["rank", "item_id", "title"]
@@ -88,7 +88,8 @@ def test_a_user_who_rated_everything_gets_an_explained_empty_list(setting):
 @pytest.mark.parametrize("overrides", [{}, {"fallback": "mean"}, {"residual": False}])
 def test_fold_in_of_a_known_users_ratings_reproduces_its_predictions(setting, overrides):
     train, _, _, movies = setting
-    trained = trained_on(setting, **overrides)
+    # no validation part: then the baseline's b_u saw all of the user's ratings, as the fold-in's does
+    trained = trained_on(setting, validation_fraction=0.0, **overrides)
     for user in (3, 7):
         own = train[train.user_id == user]
         as_new = recommend_for_new_user(trained, dict(zip(own.item_id.tolist(), own.rating.tolist(), strict=True)), movies, k=5)
@@ -138,7 +139,7 @@ def test_find_movie(setting):
 
 # ---------------------------------------------------------------- similar movies and embeddings
 
-@pytest.mark.parametrize("recipe", ["U-AutoRec (best)", "I-AutoRec"])
+@pytest.mark.parametrize("recipe", ["U-AutoRec (residual)", "I-AutoRec"])
 def test_similar_movies(setting, recipe):
     _, _, _, movies = setting
     trained = trained_on(setting, recipe)
@@ -205,11 +206,11 @@ def cli_data(ml_folder, monkeypatch):
 
 
 def test_cli_trains_saves_then_loads(cli_data, capsys):
-    assert cli.main(["--user", "3", "-k", "4", "--epochs", "3", "--quiet"]) == 0
+    assert cli.main(["--user", "6", "-k", "4", "--epochs", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Top 4 for user 3 (U-AutoRec (best), trained on u1):") and len(out.strip().splitlines()) == 6
-    assert (cli_data / "checkpoints" / "u_autorec_u1.pt").is_file()
-    assert cli.main(["--user", "3", "-k", "4"]) == 0  # now from the checkpoint
+    assert out.startswith("Top 4 for user 6 (I-AutoRec, trained on all ratings):") and len(out.strip().splitlines()) == 6
+    assert (cli_data / "checkpoints" / "i_autorec_all.pt").is_file()
+    assert cli.main(["--user", "6", "-k", "4", "--epochs", "3"]) == 0  # now from the checkpoint
     captured = capsys.readouterr()
     assert "loaded" in captured.err and captured.out == out
 
@@ -253,7 +254,7 @@ def test_cli_help(capsys):
 def test_embeddings_of_a_residual_model_read_residuals(setting):
     import torch
 
-    trained = trained_on(setting)  # U-AutoRec (best) learns residuals of the bias baseline
+    trained = trained_on(setting)  # U-AutoRec (residual) learns residuals of the bias baseline
     matrix = trained.matrix
     residuals = (matrix.values - trained.bias.predict_matrix(matrix)) * matrix.mask
     with torch.no_grad():

@@ -107,7 +107,7 @@ def test_what_the_sparse_path_refuses(ml_folder):
     with pytest.raises(ValueError, match="sparse path runs on CUDA or the CPU"):
         fit(model, matrix, epochs=1, batch_size=64, device="mps", progress=False)
     with pytest.raises(ValueError, match="residual recipe needs the bias baseline as a dense"):
-        train_autorec(train, "U-AutoRec (best)", sparse=True, batch_size=256)
+        train_autorec(train, "U-AutoRec (residual)", sparse=True, batch_size=256)
 
 
 # ---------------------------------------------------------------- the sparse products and their gradients
@@ -188,7 +188,7 @@ def twins(ml_folder, recipe):
     return sparse, dense
 
 
-@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec (paper)"])
+@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec"])
 def test_chapter_04_works_on_a_sparse_trained_model(ml_folder, recipe):
     movies = load_movies(ml_folder)
     sparse, dense = twins(ml_folder, recipe)
@@ -202,7 +202,7 @@ def test_chapter_04_works_on_a_sparse_trained_model(ml_folder, recipe):
     assert np.allclose(movie_embeddings(sparse), movie_embeddings(dense), atol=1e-6)
 
 
-@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec (paper)"])
+@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec"])
 def test_a_sparse_trained_checkpoint_loads_back_sparse(ml_folder, tmp_path, recipe):
     train, test = load_split("u1", ml_folder)
     sparse, _ = twins(ml_folder, recipe)

@@ -1,0 +1,163 @@
+"""The notebooks as readers meet them: in a real JupyterLab, in a real (headless) browser.
+
+A JupyterLab server starts on 127.0.0.1 with its own port and token, over a copy of notebooks/; Debian's
+Chromium, driven by selenium, opens each notebook, restarts the kernel (clearing the stored outputs) and
+runs every cell from the menus, and checks that no cell wrote to stderr (no traceback, no warning), that no widget is shown
+as raw text, and that chapter 04's user picker renders as controls whose list changes with the user.
+Skipped, with the reason, when no browser is installed (``apt-get install chromium chromium-driver``).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="no browser: apt-get install chromium chromium-driver to run the JupyterLab tests")
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select  # noqa: E402
+
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+SECONDS_PER_NOTEBOOK = 300
+SETTINGS = {  # a fresh user-settings folder: every cell in the page, no autosave, no news pop-up
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server over a copy of the notebooks; stopped, with its kernels, at the end."""
+    folder = tmp_path_factory.mktemp("lab")
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, folder / name)
+    settings = tmp_path_factory.mktemp("settings")
+    for name, values in SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    port, token = free_port(), os.urandom(12).hex()
+    log = open(folder / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", f"--LabApp.user_settings_dir={settings}",
+         f"--LabApp.workspaces_dir={tmp_path_factory.mktemp('workspaces')}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start within 60 s: " + (folder / "jupyterlab.log").read_text()[-2000:])
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"):
+        options.add_argument(argument)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait_for(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front (others may stay in the page)
+
+
+def texts(driver, selector: str) -> list[str]:
+    """The text of every element matching ``selector``, read in one go in the page (cells re-render)."""
+    return driver.execute_script("return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText.trim())",
+                                 selector)
+
+
+def prompts(driver) -> list[str]:
+    return texts(driver, f"{VISIBLE} .jp-CodeCell .jp-InputPrompt")
+
+
+def menu(driver, title: str, command: str):
+    driver.find_element(By.XPATH, f"//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='{title}']").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f"li[data-command='{command}']"), 10, f"the {title} menu")[0].click()
+
+
+def restart_and_run_all(driver):
+    """Kernel > Restart Kernel and Clear Outputs, then Run > Run All Cells: every output comes from this run."""
+    menu(driver, "Kernel", "kernelmenu:restart-and-clear")
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"), 10, "the restart dialog")[0].click()
+    wait_for(lambda: all(p in ("[ ]:", "") for p in prompts(driver)), 30, "the outputs to clear")
+    menu(driver, "Run", "runmenu:run-all")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_clean_in_jupyterlab(lab, browser, name, tmp_path):
+    url, token = lab
+    browser.get(f"{url}/lab/tree/{name}?reset&token={token}")  # reset: only this notebook open
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"{VISIBLE} .jp-CodeCell"), 60, f"{name} to open")
+    wait_for(lambda: "Idle" in browser.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget, #jp-main-statusbar").text
+             or browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']"), 60, "the kernel")
+    restart_and_run_all(browser)
+    try:
+        wait_for(lambda: all(p and p not in ("[ ]:", "[*]:") for p in prompts(browser)), SECONDS_PER_NOTEBOOK,
+                 f"every cell of {name} to run")
+    except AssertionError as timeout:
+        browser.save_screenshot(str(tmp_path / "timeout.png"))
+        raise AssertionError(f"{timeout}; prompts: {prompts(browser)}; screenshot: {tmp_path / 'timeout.png'}") from None
+    stderr = [text[:300] for text in texts(browser, f"{VISIBLE} [data-mime-type='application/vnd.jupyter.stderr']")]
+    assert stderr == [], f"{name} wrote to stderr: {stderr}"
+    outputs = " ".join(texts(browser, f"{VISIBLE} .jp-OutputArea-output"))
+    assert "VBox(children" not in outputs and "HBox(children" not in outputs, f"{name} shows a widget as raw text"
+    if name.startswith("04"):
+        check_the_user_picker(browser)
+
+
+def check_the_user_picker(driver):
+    picker = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".widget-dropdown select"), 30, "the user picker")[0]
+    shown = f"{VISIBLE} .widget-vbox .widget-output"
+
+    def listed():
+        found = texts(driver, shown)
+        return found[-1] if found else ""
+
+    before = wait_for(listed, 30, "the picker's first list")
+    Select(picker).select_by_visible_text("1")
+    after = wait_for(lambda: listed() if listed() and listed() != before else None, 60, "the list to change with the user")
+    assert after.startswith("user 1:") and before != after
