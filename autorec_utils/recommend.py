@@ -57,7 +57,8 @@ def top_k(trained: TrainedAutoRec, user_id: int, movies: pd.DataFrame, k: int = 
         fallback = "the bias baseline" if hasattr(trained.predictor.fallback, "predict") else "the mean training rating"
         warnings.warn(f"user {user_id} has no training ratings: the model has nothing to read, so every movie gets "
                       f"{fallback} and the list says nothing personal.", stacklevel=2)
-    return _rank(scores, rated, trained.matrix.item_ids, movies, k, include_unknown, f"user {user_id}")
+    score_name = getattr(trained.predictor, "score_name", "predicted_rating")  # chapter 06's list models: "score"
+    return rank_movies(scores, rated, trained.matrix.item_ids, movies, k, include_unknown, f"user {user_id}", score_name)
 
 
 def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.DataFrame, k: int = 10,
@@ -106,7 +107,7 @@ def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.Da
         scores[cold] = float(predictor.fallback)
     rated = np.zeros(len(all_items), dtype=bool)
     rated[columns] = True
-    return _rank(scores, rated, all_items, movies, k, include_unknown, "this person")
+    return rank_movies(scores, rated, all_items, movies, k, include_unknown, "this person")
 
 
 def similar_movies(trained: TrainedAutoRec, movie: int | str, movies: pd.DataFrame, k: int = 10,
@@ -157,9 +158,10 @@ def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ components[:2].T, singular[:2] ** 2 / (singular**2).sum()
 
 
-def _rank(scores: np.ndarray, rated: np.ndarray, item_ids: np.ndarray, movies: pd.DataFrame, k: int,
-          include_unknown: bool, who: str) -> pd.DataFrame:
-    """The top-``k`` unrated candidates by score, with titles; says so when fewer than ``k`` exist."""
+def rank_movies(scores: np.ndarray, rated: np.ndarray, item_ids: np.ndarray, movies: pd.DataFrame, k: int,
+                include_unknown: bool, who: str, score_name: str = "predicted_rating") -> pd.DataFrame:
+    """The top-``k`` unrated candidates by score, with titles; says so when fewer than ``k`` exist. A
+    predicted rating is shown clipped to 1-5 stars; another score (chapter 06) as it is (chapter 04)."""
     check_k(k)
     candidates = ~rated
     if not include_unknown:
@@ -170,8 +172,8 @@ def _rank(scores: np.ndarray, rated: np.ndarray, item_ids: np.ndarray, movies: p
                    f"only {n_candidates} movies are left that {who} has not rated; returning all of them, not {k}.")
         warnings.warn(message, stacklevel=3)
     order = np.argsort(-np.where(candidates, scores, -np.inf), kind="stable")[: min(k, n_candidates)]
-    found = pd.DataFrame({"item_id": item_ids[order], "predicted_rating": np.clip(scores[order], 1, 5)})
-    return _with_titles(found, movies)
+    shown = np.clip(scores[order], 1, 5) if score_name == "predicted_rating" else scores[order]
+    return _with_titles(pd.DataFrame({"item_id": item_ids[order], score_name: shown}), movies)
 
 
 def _with_titles(found: pd.DataFrame, movies: pd.DataFrame) -> pd.DataFrame:

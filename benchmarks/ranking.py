@@ -4,8 +4,9 @@
     python benchmarks/ranking.py --split u2 -k 20
 
 Relevance = a held-out rating of 4+ stars; candidates = the movies a user did not rate in training,
-minus "unknown" titles. The models are trained here with their recipes (seed 0), not loaded. A second
-table gives NDCG for K = 5, 10, 20 and relevance from 4 or 5 stars: which model wins depends on both.
+minus "unknown" titles. The models are trained here with their recipes (seed 0), not loaded: the rating
+models of chapter 03 and the list models of chapter 06 (their settings chosen on validation by
+benchmarks/topn.py). A second table gives NDCG for K = 5, 10, 20 and relevance from 4 or 5 stars.
 """
 
 import argparse
@@ -17,6 +18,7 @@ from autorec_utils.fetch import fetch_movielens
 from autorec_utils.load import load_movies, load_users
 from autorec_utils.releases import SPLITS
 from autorec_utils.splits import load_split
+from autorec_utils.topn import LIST_RECIPES, train_list_model
 from autorec_utils.train import RECIPES, train_autorec
 
 
@@ -31,7 +33,10 @@ def main() -> None:
     trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False) for name in RECIPES}
     bias = BiasBaseline().fit(train)
     matrix = trained["U-AutoRec"].matrix
+    lists = {name: train_list_model(train, name, user_ids=users, item_ids=movies.item_id, **settings)
+             for name, settings in LIST_RECIPES.items()}
     scorers = {**{name: t.predictor.scores for name, t in trained.items()},
+               **{name: t.predictor.scores for name, t in lists.items()},
                "bias baseline": bias.predict_matrix(matrix).numpy(),
                "popularity": popularity_scores(train, matrix.user_ids, matrix.item_ids),
                "random": random_scores(matrix.user_ids, matrix.item_ids, seed=0)}

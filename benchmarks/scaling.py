@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--dense-limit-gb", type=float, default=4.0, help="skip the dense path above this matrix size")
     parser.add_argument("--no-round-trip", action="store_true", help="skip the checkpoint round trip")
+    parser.add_argument("--update", action="store_true",
+                        help="measure only --shapes/--variants and replace those rows in the saved results (a noisy run, say)")
     parser.add_argument("--one", nargs=4, metavar=("SHAPE", "VARIANT", "PATH", "RATINGS"), help=argparse.SUPPRESS)
     parser.add_argument("--trip", nargs=4, metavar=("STEP", "VARIANT", "RATINGS", "CHECKPOINT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,6 +171,10 @@ def main() -> None:
                     result = child(["--one", shape, variant, path, str(ratings_file)], args)
                     rows.append({**row, "note": result["error"]} if "error" in result else result)
                 print(f"  {rows[-1]}", flush=True)
+    if rows and args.update and (RESULTS / "scaling.json").is_file():
+        measured = {(r["shape"], r["variant"], r["path"]): r for r in rows}
+        saved = json.loads((RESULTS / "scaling.json").read_text())["rows"]
+        rows = [measured.pop((r["shape"], r["variant"], r["path"]), r) for r in saved] + list(measured.values())
     if rows:
         print_table(rows, args)
         save(rows, args)

@@ -38,6 +38,11 @@ PARAMETER_SETS = {
         {"RECOMMENDER": "U-AutoRec (residual)", "K": 20, "MY_RATINGS": {"Toy Story": 5}, "SIMILAR_TO": 1,
          "USER_ID": 1, "MODELS": SMALL_MODELS, "SEED": 1},
     ],
+    "06_top_n_autoencoders": [
+        {"HIDDEN": 16, "DROPOUTS": [0.2], "EPOCHS": 5, "EASE_L2": [10.0, 1000.0], "K": 5, "LIKED": [1, "Fargo"]},
+        {"SPLIT": "u3", "RELEVANT_FROM": 5, "EPOCHS": 6, "BATCH_SIZE": 512, "LR": 0.01, "DROPOUTS": [0.0, 0.8],
+         "VALIDATION_SHARE": 0.3, "EASE_L2": [300.0], "SEED": 4},
+    ],
     "05_scaling_up": [
         {"HIDDEN": 100, "LARGE_EPOCHS": 5, "BATCH_SIZE": 256, "CURVE_FRACTIONS": [1 / 256, 1 / 128]},
         {"HIDDEN": 50, "LARGE_SHAPE": "ml-100k", "LARGE_EPOCHS": 3, "BATCH_SIZE": 4096, "CURVE_FRACTIONS": [1 / 512]},

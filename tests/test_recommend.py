@@ -260,3 +260,18 @@ def test_embeddings_of_a_residual_model_read_residuals(setting):
     with torch.no_grad():
         expected = trained.model.encode(residuals).numpy()
     assert np.allclose(user_embeddings(trained), expected)
+
+
+def test_cli_recommends_with_the_list_model(cli_data, capsys):
+    assert cli.main(["--variant", "L", "--user", "6", "-k", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Top 3 for user 6 (EASE, trained on all ratings):") and "score" in out.splitlines()[1]
+    assert cli.main(["--variant", "L", "--epochs", "5", "--quiet"]) == 2
+    assert "takes no --checkpoint or --epochs" in capsys.readouterr().err
+
+
+def test_cli_help_says_which_model_for_what(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "makes the best lists" in text and "makes the best rating predictions" in text
