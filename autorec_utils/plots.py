@@ -113,7 +113,7 @@ def plot_autorec_diagram(ratings, names, hidden: int, ax: plt.Axes | None = None
         ax.text(-0.15, y, f"{name}: {'rated' if seen else 'unknown'}", ha="right", va="center")
         ax.text(2, y, "ĥ", ha="center", va="center", color="white")
         ax.text(2.15, y, f"{name}: " + (f"compared with {r:.0f}" if seen else "prediction"), ha="left", va="center")
-    layers = {0: f"input $\\mathbf{{r}}$\n(n = {n} movies)", 1: f"hidden code\n$g(V\\mathbf{{r}} + \\mu)$, k = {hidden}",
+    layers = {0: f"input $\\mathbf{{r}}$\n(d = {n} movies)", 1: f"hidden code\n$g(V\\mathbf{{r}} + \\mu)$, k = {hidden}",
               2: "output $h(\\mathbf{r})$\n$f(W\\cdot\\mathrm{code} + \\mathbf{b})$"}
     for x, label in layers.items():
         ax.text(x, 1.12, label, ha="center", va="bottom", fontsize=11)

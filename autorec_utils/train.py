@@ -279,11 +279,11 @@ def train_autorec(train: pd.DataFrame, recipe: str | dict = "I-AutoRec", user_id
         raise ValueError("a residual recipe needs the bias baseline as a dense users x movies matrix, which the sparse "
                          "path avoids; use 'I-AutoRec' or 'U-AutoRec', or sparse=False.")
     matrix = (sparse_rating_matrix if sparse else rating_matrix)(train, by=recipe["by"], user_ids=users, item_ids=items)
-    model_settings = {k: recipe[k] for k in MODEL_SETTINGS if k in recipe}
-    fit_settings = {k: recipe[k] for k in FIT_SETTINGS if k in recipe}
+    model_settings = {k: recipe[k] for k in MODEL_SETTINGS}
+    fit_settings = {k: recipe[k] for k in FIT_SETTINGS}
     options = {"seed": seed, "device": device, "progress": progress}
 
-    held_out = validation_entries(matrix.n_observed, fit_settings.get("validation_fraction", 0.05), seed)
+    held_out = validation_entries(matrix.n_observed, recipe["validation_fraction"], seed)
     bias = BiasBaseline().fit(matrix.to_frame(keep=~held_out))  # never the validation ratings
     seed_everything(seed)
     model = AutoRec(matrix.shape[1], **model_settings)
