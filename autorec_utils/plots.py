@@ -79,6 +79,7 @@ def plot_scaling(rows, title: str = "Training cost against the number of ratings
     ax.set(xscale="log", yscale="log", xlabel="ratings in the training matrix", ylabel="seconds per epoch", title=title)
     for axis, label in ((ax.xaxis, lambda v, _: f"{v / 1e6:g}M" if v >= 1e6 else f"{v / 1e3:g}k"),
                         (ax.yaxis, lambda v, _: f"{v:g}")):
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # readable over a short range too
         axis.set_major_formatter(ticker.FuncFormatter(label))
         axis.set_minor_formatter(ticker.NullFormatter())
     sparse = frame[frame.path == "sparse"].sort_values("ratings")
