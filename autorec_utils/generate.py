@@ -23,7 +23,8 @@ def generate_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0, 
         draw = int((n_ratings - len(keys)) * 1.3) + 1000
         users = rng.choice(n_users, draw, p=user_weight / user_weight.sum())
         items = rng.choice(n_items, draw, p=item_weight / item_weight.sum())
-        keys = np.unique(np.concatenate([keys, users.astype(np.int64) * n_items + items]))
+        keys = np.sort(np.concatenate([keys, users.astype(np.int64) * n_items + items]))
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]  # drop repeats: np.unique's result, several times faster here
     keys = rng.permutation(keys)[:n_ratings]
     users, items = keys // n_items, keys % n_items
     del keys

@@ -3,6 +3,7 @@ HTTP server on 127.0.0.1 for the download path (no internet needed)."""
 
 import http.server
 import io
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autorec_utils.fetch import fetch_movielens
 from autorec_utils.mirror import write_canonical_splits
 from autorec_utils.releases import GENRES
 
@@ -94,3 +96,14 @@ def http_server():
     yield f"http://127.0.0.1:{server.server_address[1]}", routes
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def scratch_data(tmp_path_factory):
+    """A data folder for notebooks run with other parameters: its raw/ is the real MovieLens-100K (fetched
+    once), its checkpoints/ starts empty, so those runs never write over the real checkpoints."""
+    real = fetch_movielens(progress=False, verbose=False).path
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "raw").mkdir()
+    os.symlink(real, folder / "raw" / "ml-100k")
+    return folder

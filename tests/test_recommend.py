@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from autorec_utils import __main__ as cli
-from autorec_utils.evaluate import popularity_scores, random_scores, ranking_metrics
+from autorec_utils.evaluate import _top_columns, popularity_scores, random_scores, ranking_metrics
 from autorec_utils.load import load_movies, load_users
 from autorec_utils.recommend import (
     find_movie,
@@ -185,6 +185,21 @@ def test_ranking_metrics_by_hand():
         ranking_metrics(scores, train, test, [1, 2], [1, 2, 3, 4], k=0)
     with pytest.raises(ValueError, match=r"scores has shape \(2, 4\), expected"):
         ranking_metrics(scores, train, test, [1, 2, 3], [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 40])
+def test_top_columns_is_the_head_of_a_stable_sort(k):
+    # whole-star scores tie a lot, -inf marks non-candidates (some rows have fewer than k candidates), NaN ranks last
+    rng = np.random.default_rng(k)
+    scores = rng.integers(0, 4, (50, 30)).astype(float)
+    scores[rng.random(scores.shape) < 0.5] = -np.inf
+    scores[5, :] = -np.inf
+    scores[7, 3] = np.nan
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    got = _top_columns(scores, k)
+    finite = np.isfinite(np.take_along_axis(scores, expected, axis=1))
+    assert got.shape == expected.shape and np.array_equal(got[finite], expected[finite])
+    assert np.array_equal(finite, np.isfinite(np.take_along_axis(scores, got, axis=1)))
 
 
 def test_popularity_and_random_baselines(setting):
