@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .checkpoint import CheckpointError, check_writable, checkpoint_path, load_checkpoint, load_or_train
+from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, load_or_train
 from .evaluate import score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             movielens = fetch_movielens(args.data_dir, progress=not args.quiet, verbose=False)
             movies = load_movies(movielens.path)
             if args.variant == "L":
-                trained = train_lists(args, movielens.path, say)
+                trained = train_lists(args, movielens.path, movies, say)
             elif args.checkpoint is not None and args.checkpoint.is_file() and not args.retrain:
                 trained = named_checkpoint(args, movielens.path, say)
             else:
@@ -107,14 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_lists(args, data_path, say):
+def train_lists(args, data_path, movies, say):
     """EASE on the split's training ratings: a closed form, fitted in a second, so no checkpoint is kept."""
     if args.checkpoint is not None or args.epochs is not None:
         raise ValueError("--variant L (EASE) is fitted in closed form each time: it takes no --checkpoint or --epochs.")
     split = args.split or "all"
     train, _ = load_split(split, data_path)
-    users, movies = load_users(data_path), load_movies(data_path)
-    trained = train_list_model(train, "ease", user_ids=users.user_id, item_ids=movies.item_id, **LIST_RECIPES["ease"])
+    trained = train_list_model(train, "ease", user_ids=load_users(data_path).user_id, item_ids=movies.item_id, **LIST_RECIPES["ease"])
     trained.split = split
     say(f"fitted EASE in {trained.seconds:.1f} s")
     return trained
@@ -141,7 +140,6 @@ def train_or_load(args, data_path, movies, say):
     split, variant = args.split or "all", args.variant or "I"
     train, test = load_split(split, data_path)
     path = args.checkpoint if args.checkpoint is not None else checkpoint_path(f"{variant.lower()}_autorec_{split}", args.data_dir)
-    check_writable(path)  # before any training: a model that cannot be saved is found out now
     settings = {"epochs": args.epochs} if args.epochs else {}
     trained, how = load_or_train(path, train, VARIANTS[variant], split=split, seed=args.seed or 0, data_path=data_path,
                                  retrain=args.retrain, progress=not args.quiet, user_ids=load_users(data_path).user_id,

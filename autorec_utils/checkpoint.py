@@ -166,7 +166,6 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | dict, spl
     the model and a line that says which happened and why."""
     wanted = resolve_recipe(recipe, overrides)
     name = display_path(path)
-    check_writable(path) if retrain or not Path(path).expanduser().is_file() else None
     if retrain:
         reason = "trained (as asked)"
     elif Path(path).expanduser().is_file():
@@ -182,7 +181,7 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | dict, spl
         reason = f"{reason}; trained again"
     else:
         reason = f"trained (no {name} yet)"
-    check_writable(path)  # now, not after the training
+    check_writable(path)  # before any training: a model that cannot be saved is found out now
     trained = train_autorec(train, wanted, seed=seed, progress=progress, user_ids=user_ids, item_ids=item_ids)
     trained.split = split
     try:

@@ -140,17 +140,31 @@ def test_an_unreadable_checkpoint_is_not_called_corrupt(ml_folder, tmp_path, mon
 
 @pytest.mark.parametrize("where", ["", "folder"])
 def test_an_impossible_checkpoint_path_is_refused_before_training(cli_data, tmp_path, capsys, monkeypatch, where):
+    from autorec_utils import checkpoint
+
     trained = []
-    monkeypatch.setattr(cli, "load_or_train", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(checkpoint, "train_autorec", lambda *a, **k: trained.append(1))
     target = "" if where == "" else str(tmp_path)
     code, _, err = run_cli(["--checkpoint", target, "--quiet"], capsys)
     assert code == 2 and "is a folder; give the checkpoint a file name" in err and trained == []
 
 
 def test_a_read_only_checkpoint_folder_is_refused_before_training(cli_data, tmp_path, capsys, monkeypatch):
+    from autorec_utils import checkpoint
+
+    trained = []
+    monkeypatch.setattr(checkpoint, "train_autorec", lambda *a, **k: trained.append(1))
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a non-root user in a read-only folder
     code, _, err = run_cli(["--checkpoint", str(tmp_path / "m.pt"), "--quiet", "--epochs", "2"], capsys)
-    assert code == 2 and "cannot write" in err and "permission denied" in err
+    assert code == 2 and "cannot write" in err and "permission denied" in err and trained == []
+
+
+def test_a_read_only_checkpoint_that_fits_is_loaded_not_refused(cli_data, capsys, monkeypatch):
+    # a shared classroom checkpoint: readable, not writable; nothing needs writing to use it
+    assert run_cli(["--epochs", "2", "--user", "6", "--quiet"], capsys)[0] == 0
+    monkeypatch.setattr(os, "access", lambda path, mode: mode == os.R_OK)
+    code, out, err = run_cli(["--epochs", "2", "--user", "6"], capsys)
+    assert code == 0 and out.startswith("Top 10 for user 6") and "loaded" in err and "error" not in err
 
 
 def test_a_late_save_failure_still_prints_the_list(cli_data, capsys, monkeypatch):
