@@ -205,7 +205,8 @@ def _check_payload(payload, where: str) -> None:
             part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part)
             + ". Save the model again.")
     try:
-        expected = AutoRec(**payload["model_config"]).state_dict()
+        with torch.device("meta"):  # shapes only: no memory, no random weights
+            expected = AutoRec(**payload["model_config"]).state_dict()
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{where} has an invalid model configuration ({error}). Save the model again.") from error
     weights = payload["state_dict"]
