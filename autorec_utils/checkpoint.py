@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from . import __version__
 from .evaluate import BiasBaseline
 from .matrix import rating_matrix
 from .model import AutoRec
-from .releases import SPLITS, default_data_dir, display_path, replace_readable
+from .releases import SPLITS, data_root, display_path, written_atomically
 from .sparse import SparseRatingMatrix, sparse_rating_matrix
 from .splits import load_split
 from .train import History, TrainedAutoRec, predictor_for, resolve_recipe, train_autorec
@@ -45,7 +44,7 @@ class CheckpointError(ValueError):
 
 def checkpoint_path(name: str, data_dir: str | Path | None = None) -> Path:
     """Where the notebooks and the command line keep checkpoints: ``<data_dir>/checkpoints/<name>.pt`` (chapter 03)."""
-    return Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / "checkpoints" / f"{name}.pt"
+    return data_root(data_dir) / "checkpoints" / f"{name}.pt"
 
 
 def fingerprint(ratings: pd.DataFrame) -> str:
@@ -102,13 +101,8 @@ def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None
         "seconds": float(trained.seconds),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            torch.save(payload, out)
-        replace_readable(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with written_atomically(path, prefix=f".{path.name}.") as out:
+        torch.save(payload, out)
     return path
 
 

@@ -33,6 +33,7 @@ from .releases import (
     release_dir,
     release_info,
     replace_readable,
+    written_atomically,
 )
 
 
@@ -132,11 +133,10 @@ def download(url: str, raw_dir: str | Path, zip_name: str, algorithm: str, check
         if verbose:
             print(f"{display_path(final)} has the wrong {_label(algorithm)}; downloading a fresh copy.")
     raw_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=raw_dir, prefix=f".{zip_name}.{os.getpid()}.", suffix=".part")
-    tmp = Path(tmp_name)
+    digest = hashlib.new(algorithm)
     try:
-        digest = hashlib.new(algorithm)
-        with os.fdopen(fd, "wb") as out, requests.get(url, stream=True, timeout=timeout) as response:
+        with (written_atomically(final, prefix=f".{zip_name}.{os.getpid()}.") as out,
+              requests.get(url, stream=True, timeout=timeout) as response):
             response.raise_for_status()
             total = int(response.headers.get("Content-Length", 0)) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=zip_name, disable=not progress) as bar:
@@ -144,18 +144,15 @@ def download(url: str, raw_dir: str | Path, zip_name: str, algorithm: str, check
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
-        if digest.hexdigest() != checksum:
-            raise ChecksumError(
-                f"{url} gave a file whose {_label(algorithm)} is {digest.hexdigest()}, not the published {checksum}: "
-                f"the download is corrupt or not {zip_name}. Nothing was extracted; try again later, or copy a "
-                f"verified {zip_name} into {display_path(raw_dir)}."
-            )
-        replace_readable(tmp, final)
+            if digest.hexdigest() != checksum:  # inside the block: a wrong file is never renamed into place
+                raise ChecksumError(
+                    f"{url} gave a file whose {_label(algorithm)} is {digest.hexdigest()}, not the published {checksum}: "
+                    f"the download is corrupt or not {zip_name}. Nothing was extracted; try again later, or copy a "
+                    f"verified {zip_name} into {display_path(raw_dir)}."
+                )
     except requests.RequestException as error:
         raise DownloadError(f"Could not download {url}: {_reason(error, timeout)}. Nothing was kept. Check the "
                             f"connection and try again, or copy a verified {zip_name} into {display_path(raw_dir)}.") from error
-    finally:
-        tmp.unlink(missing_ok=True)
     return final
 
 

@@ -8,12 +8,16 @@ each file inside it.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = [  # what the notebooks, the command line and users call
     "DATA_DIR_ENV", "GENRES", "RELEASES", "SPLITS", "ChecksumError", "DataError", "DownloadError", "Release",
-    "default_data_dir", "display_path", "missing_files", "release_dir", "release_info",
+    "data_root", "default_data_dir", "display_path", "missing_files", "release_dir", "release_info",
 ]
 
 DATA_DIR_ENV = "AUTOREC_DATA_DIR"
@@ -123,9 +127,14 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "autorec_utils"
 
 
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """The data folder: ``data_dir`` if given (``~`` expanded), else ``default_data_dir()`` (chapter 01)."""
+    return Path(data_dir if data_dir is not None else default_data_dir()).expanduser()
+
+
 def release_dir(data_dir: str | Path | None = None, release: str = "ml-100k") -> Path:
     """The folder holding a release's files, ``<data_dir>/raw/<release>`` (chapter 01)."""
-    return Path(data_dir if data_dir is not None else default_data_dir()).expanduser() / "raw" / release
+    return data_root(data_dir) / "raw" / release
 
 
 def display_path(path: str | Path) -> str:
@@ -155,3 +164,17 @@ def replace_readable(temporary: str | Path, final: str | Path) -> None:
     os.umask(umask)
     os.chmod(temporary, (0o777 if Path(temporary).is_dir() else 0o666) & ~umask)
     os.replace(temporary, final)
+
+
+@contextmanager
+def written_atomically(final: Path, prefix: str) -> Iterator[BinaryIO]:
+    """A binary file to write ``final`` through: a hidden temporary file beside it (named ``prefix``...``.part``),
+    renamed into place only when the block ends without an error, and removed otherwise -- so a half-written
+    file never takes the place of a good one (chapters 01 and 03)."""
+    fd, temporary = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        replace_readable(temporary, final)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
