@@ -25,13 +25,13 @@ from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, load_
 from .evaluate import score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
+from .recipes import RECIPES
 from .recommend import top_k
 from .releases import DATA_DIR_ENV, SPLITS, display_path
 from .splits import load_split
-from .topn import LIST_RECIPES, train_list_model
-from .train import resolve_recipe
 
 VARIANTS = {"I": "I-AutoRec", "U": "U-AutoRec (residual)", "L": "EASE"}
+CHECKPOINT_NAMES = {"I": "i_autorec", "U": "u_autorec", "L": "ease"}  # data/checkpoints/<name>_<split>.pt
 
 
 def positive_int(text: str) -> int:
@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always")
             movielens = fetch_movielens(args.data_dir, progress=not args.quiet, verbose=False)
             movies = load_movies(movielens.path)
-            if args.variant == "L":
-                trained = train_lists(args, movielens.path, movies, say)
-            elif args.checkpoint is not None and args.checkpoint.is_file() and not args.retrain:
+            if args.checkpoint is not None and args.checkpoint.is_file() and not args.retrain:
                 trained = named_checkpoint(args, movielens.path, say)
             else:
                 trained = train_or_load(args, movielens.path, movies, say)
@@ -94,9 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # bad input or an unusable file: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
-    name = "EASE" if args.variant == "L" else next(
-        (name for name in VARIANTS.values() if name != "EASE" and trained.recipe == resolve_recipe(name, {"epochs": trained.recipe["epochs"]})),
-        f"{'I' if trained.matrix.by == 'item' else 'U'}-AutoRec")
+    name = recipe_name(trained)
     trained_on = {"all": "all ratings", None: "a custom training set"}.get(trained.split, f"split {trained.split}")
     print(f"Top {len(recommendations)} for user {args.user} ({name}, trained on {trained_on}):")
     table = recommendations[["rank", "title", "genres", recommendations.columns[-1]]].rename(columns={"predicted_rating": "predicted"})
@@ -107,16 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_lists(args, data_path, movies, say):
-    """EASE on the split's training ratings: a closed form, fitted in a second, so no checkpoint is kept."""
-    if args.checkpoint is not None or args.epochs is not None:
-        raise ValueError("--variant L (EASE) is fitted in closed form each time: it takes no --checkpoint or --epochs.")
-    split = args.split or "all"
-    train, _ = load_split(split, data_path)
-    trained = train_list_model(train, "ease", user_ids=load_users(data_path).user_id, item_ids=movies.item_id, **LIST_RECIPES["ease"])
-    trained.split = split
-    say(f"fitted EASE in {trained.seconds:.1f} s")
-    return trained
+def recipe_name(trained) -> str:
+    """The name of the trained model's recipe in RECIPES (its epoch limit aside), else its kind."""
+    for name, known in RECIPES.items():
+        same_epochs = {"epochs": trained.recipe.epochs} if hasattr(known, "epochs") and hasattr(trained.recipe, "epochs") else {}
+        if type(known) is type(trained.recipe) and known.replace(**same_epochs) == trained.recipe:
+            return name
+    return f"{'I' if trained.matrix.by == 'item' else 'U'}-AutoRec" if trained.recipe.family == "ratings" else type(trained.model).__name__
+
+
+def variant_of(trained) -> str:
+    return "L" if trained.recipe.family == "lists" else "I" if trained.matrix.by == "item" else "U"
 
 
 def named_checkpoint(args, data_path, say):
@@ -124,8 +121,8 @@ def named_checkpoint(args, data_path, say):
     it is an error, not silently ignored."""
     trained = load_checkpoint(args.checkpoint, data_path=data_path)
     clashes = [f"--{option} {given}" for option, given, stored in (
-        ("split", args.split, trained.split), ("variant", args.variant, "I" if trained.matrix.by == "item" else "U"),
-        ("epochs", args.epochs, trained.recipe.get("epochs")), ("seed", args.seed, trained.seed))
+        ("split", args.split, trained.split), ("variant", args.variant, variant_of(trained)),
+        ("epochs", args.epochs, getattr(trained.recipe, "epochs", None)), ("seed", args.seed, trained.seed))
         if given is not None and given != stored]
     if clashes:
         raise CheckpointError(f"{display_path(args.checkpoint)} was trained otherwise than {', '.join(clashes)} asks; drop "
@@ -135,17 +132,19 @@ def named_checkpoint(args, data_path, say):
 
 
 def train_or_load(args, data_path, movies, say):
-    """The checkpoint for these options (by default data/checkpoints/<variant>_autorec_<split>.pt) when it
-    was trained with them, else a model trained now and saved there."""
+    """The checkpoint for these options (by default data/checkpoints/<name>_<split>.pt) when it was trained
+    with them, else a model trained now and saved there."""
     split, variant = args.split or "all", args.variant or "I"
+    if variant == "L" and args.epochs is not None:
+        raise ValueError("--variant L (EASE) is fitted in closed form: it takes no --epochs.")
     train, test = load_split(split, data_path)
-    path = args.checkpoint if args.checkpoint is not None else checkpoint_path(f"{variant.lower()}_autorec_{split}", args.data_dir)
+    path = args.checkpoint if args.checkpoint is not None else checkpoint_path(f"{CHECKPOINT_NAMES[variant]}_{split}", args.data_dir)
     settings = {"epochs": args.epochs} if args.epochs else {}
     trained, how = load_or_train(path, train, VARIANTS[variant], split=split, seed=args.seed or 0, data_path=data_path,
                                  retrain=args.retrain, progress=not args.quiet, user_ids=load_users(data_path).user_id,
                                  item_ids=movies.item_id, **settings)
     say(how)
-    if len(test):
+    if len(test) and trained.predictor.rates:
         say(f"test RMSE on {split}: {score(trained.predictor, test)['RMSE']:.4f}")
     return trained
 

@@ -1,17 +1,21 @@
-"""Save a trained AutoRec with everything needed to use it again, and load it safely (chapters 03-05).
+"""Save a trained model -- an AutoRec or a list model -- with everything needed to use it again, and load it
+safely (chapters 03-06).
 
 A checkpoint holds plain tensors, numbers and strings only, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs). It stores the recipe, the weights, the
-MovieLens ids of rows and columns, the bias baseline, the training split's name, a fingerprint of the
-training ratings and the library version -- but not the ratings themselves: loading re-reads them from
-the data folder (the MovieLens licence forbids redistributing them, and checkpoints get shared). A model
-trained on the sparse path (chapter 05) loads back as the sparse predictor, never building users x movies.
+``torch.load(weights_only=True)`` (no pickled code runs). It stores the recipe, the model's class and
+configuration, the weights, the MovieLens ids of rows and columns, the bias baseline (rating models), the
+training split's name, a fingerprint of the training ratings, the history and a checksum of it all --
+but not the ratings themselves: loading re-reads them from the data folder (the MovieLens licence forbids
+redistributing them, and checkpoints get shared). Loading checks every part (keys, types, shapes,
+finite numbers, a recipe the package knows) and the checksum, so a hand-edited file is refused in one
+line. A model trained on the sparse path (chapter 05) loads back as the sparse predictor.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -23,23 +27,29 @@ from . import __version__
 from .evaluate import BiasBaseline
 from .matrix import rating_matrix
 from .model import AutoRec
+from .recipes import Recipe, get_recipe
 from .releases import SPLITS, data_root, display_path, written_atomically
 from .sparse import SparseRatingMatrix, sparse_rating_matrix
 from .splits import load_split
-from .train import History, TrainedAutoRec, predictor_for, resolve_recipe, train_autorec
+from .topn import EASE, ListPredictor, MultDAE, MultVAE, train_list_model
+from .train import History, Trained, predictor_for, train_autorec
 
 __all__ = [  # what the notebooks, the command line and users call
     "CheckpointError", "checkpoint_path", "load_checkpoint", "load_or_train", "save_checkpoint",
 ]
 
 
-FORMAT = "autorec-checkpoint/2"
-_KEYS = {"format", "library_version", "recipe", "seed", "model_config", "state_dict", "by", "sparse", "row_ids", "col_ids",
-         "n_train_ratings", "fingerprint", "split", "bias", "history", "best_epoch", "seconds"}
+VERSION = 3
+FORMAT = f"autorec-checkpoint/{VERSION}"
+MODELS = {cls.__name__: cls for cls in (AutoRec, MultDAE, MultVAE, EASE)}
+_KEYS = {"format", "library_version", "recipe", "model", "state_dict", "by", "sparse", "row_ids", "col_ids",
+         "n_train_ratings", "fingerprint", "split", "bias", "history", "seed", "seconds", "checksum"}
+_BIAS_KEYS = {"mean", "user_ids", "user_bias", "item_ids", "item_bias"}
+_HISTORY_KEYS = {"records", "best_epoch", "stopped_early", "watch", "mode"}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable, not an AutoRec checkpoint, or does not fit the data (chapter 03)."""
+    """A checkpoint file is unreadable, not a checkpoint of this package, or does not fit the data (chapter 03)."""
 
 
 def checkpoint_path(name: str, data_dir: str | Path | None = None) -> Path:
@@ -69,8 +79,9 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None, train: pd.DataFrame | None = None) -> Path:
-    """Write ``trained`` to ``path`` atomically (a temporary file renamed into place when complete) (chapter 03).
+def save_checkpoint(trained: Trained, path: str | Path, split: str | None, train: pd.DataFrame | None = None) -> Path:
+    """Write ``trained`` (a rating or a list model) to ``path`` atomically: a temporary file renamed into
+    place when complete (chapter 03).
 
     ``split`` names the canonical split whose training ratings it was trained on ("u1" ... "ub", or "all"),
     so that loading can rebuild its input matrix; pass None for other training sets and give the same
@@ -79,13 +90,12 @@ def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None
     if split is not None and split not in (*SPLITS, "all"):
         raise ValueError(f"split {split!r} is not one of {SPLITS} or 'all' (or None for a custom training set).")
     path = check_writable(path)
-    bias = trained.bias
+    bias, history = trained.bias, trained.history
     payload = {
         "format": FORMAT,
         "library_version": __version__,
-        "recipe": dict(trained.recipe),
-        "seed": int(trained.seed),
-        "model_config": dict(trained.model.config),
+        "recipe": {"class": type(trained.recipe).__name__, "settings": trained.recipe.settings()},
+        "model": {"class": type(trained.model).__name__, "config": dict(trained.model.config)},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()},
         "by": trained.matrix.by,
         "sparse": isinstance(trained.matrix, SparseRatingMatrix),
@@ -94,12 +104,15 @@ def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None
         "n_train_ratings": trained.matrix.n_observed,
         "fingerprint": fingerprint(trained.matrix.to_frame() if train is None else train),
         "split": split,
-        "bias": {"mean": float(bias.mean_), "user_ids": torch.as_tensor(bias.user_ids_), "user_bias": torch.as_tensor(bias.user_bias_),
-                 "item_ids": torch.as_tensor(bias.item_ids_), "item_bias": torch.as_tensor(bias.item_bias_)},
-        "history": trained.history.records,
-        "best_epoch": trained.history.best_epoch,
+        "bias": None if bias is None else {
+            "mean": float(bias.mean_), "user_ids": torch.as_tensor(bias.user_ids_), "user_bias": torch.as_tensor(bias.user_bias_),
+            "item_ids": torch.as_tensor(bias.item_ids_), "item_bias": torch.as_tensor(bias.item_bias_)},
+        "history": {"records": history.records, "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
+                    "watch": history.watch, "mode": history.mode},
+        "seed": int(trained.seed),
         "seconds": float(trained.seconds),
     }
+    payload["checksum"] = _checksum(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_atomically(path, prefix=f".{path.name}.") as out:
         torch.save(payload, out)
@@ -107,7 +120,7 @@ def save_checkpoint(trained: TrainedAutoRec, path: str | Path, split: str | None
 
 
 def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train: pd.DataFrame | None = None,
-                    device: str | torch.device | None = None) -> TrainedAutoRec:
+                    device: str | torch.device | None = None) -> Trained:
     """Load a checkpoint written by ``save_checkpoint`` and rebuild its model, matrix and predictor (chapter 04).
 
     The training ratings come from the checkpoint's split in ``data_path`` (default: the usual data
@@ -125,7 +138,7 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
     except Exception as error:  # torch raises many kinds here: all mean "not a readable checkpoint"
         raise CheckpointError(f"{where} is not a readable checkpoint (truncated or corrupt: {type(error).__name__}). "
                               "Delete it and save it again.") from error
-    _check_payload(payload, where)
+    recipe = _check_payload(payload, where)
     if train is None:
         if payload["split"] is None:
             raise CheckpointError(f"{where} was trained on a custom training set: pass the same ratings as train=.")
@@ -138,27 +151,27 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
     build = sparse_rating_matrix if payload["sparse"] else rating_matrix
     matrix = build(train, by=payload["by"], user_ids=users, item_ids=items)
 
-    model = AutoRec(**payload["model_config"])
+    model = MODELS[payload["model"]["class"]](**payload["model"]["config"])
     model.load_state_dict(payload["state_dict"])
     model.to(device or "cpu").eval()
-    bias = BiasBaseline()
-    stored = payload["bias"]
-    bias.mean_ = stored["mean"]
-    bias.user_ids_, bias.user_bias_ = stored["user_ids"].numpy(), stored["user_bias"].numpy()
-    bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
-    recipe = payload["recipe"]
-    history = History(records=payload["history"], best_epoch=payload["best_epoch"])
-    return TrainedAutoRec(model, matrix, predictor_for(model, matrix, bias, recipe), bias, history, recipe,
-                          payload["seconds"], payload["seed"], payload["split"])
+    stored, bias = payload["bias"], None
+    if stored is not None:
+        bias = BiasBaseline()
+        bias.mean_ = stored["mean"]
+        bias.user_ids_, bias.user_bias_ = stored["user_ids"].numpy(), stored["user_bias"].numpy()
+        bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
+    predictor = predictor_for(model, matrix, bias, recipe) if recipe.family == "ratings" else ListPredictor(model, matrix)
+    history = History(**payload["history"])
+    return Trained(model, matrix, predictor, recipe, history, payload["seconds"], payload["seed"], payload["split"], bias)
 
 
-def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | dict, split: str | None, seed: int = 0,
+def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | Recipe, split: str | None, seed: int = 0,
                   data_path: str | Path | None = None, retrain: bool = False, progress: bool = False, user_ids=None,
-                  item_ids=None, **overrides) -> tuple[TrainedAutoRec, str]:
+                  item_ids=None, **changes) -> tuple[Trained, str]:
     """The model at ``path`` if it was trained with this recipe, these settings and seed on ``train``;
-    else (or with ``retrain``) train it now and save it there (chapter 04, and the command line). Returns
-    the model and a line that says which happened and why."""
-    wanted = resolve_recipe(recipe, overrides)
+    else (or with ``retrain``) train it now -- a rating or a list recipe -- and save it there (chapter 04,
+    and the command line). Returns the model and a line that says which happened and why."""
+    wanted = get_recipe(recipe, **changes)
     name = display_path(path)
     if retrain:
         reason = "trained (as asked)"
@@ -170,13 +183,22 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | dict, spl
         else:
             if loaded.recipe == wanted and loaded.seed == seed:
                 return loaded, f"loaded {name}"
-            changed = sorted(k for k in wanted.keys() | loaded.recipe.keys() if wanted.get(k) != loaded.recipe.get(k))
+            old, new = loaded.recipe.settings(), wanted.settings()
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            if type(loaded.recipe) is not type(wanted):
+                changed = [f"a {type(loaded.recipe).__name__}"]
             reason = f"{name} was trained with other settings ({', '.join(changed) or f'seed {loaded.seed}'})"
         reason = f"{reason}; trained again"
     else:
         reason = f"trained (no {name} yet)"
-    check_writable(path)  # before any training: a model that cannot be saved is found out now
-    trained = train_autorec(train, wanted, seed=seed, progress=progress, user_ids=user_ids, item_ids=item_ids)
+    try:
+        check_writable(path)  # before any training: a model that cannot be saved is found out now
+    except PermissionError as error:
+        if reason.endswith("trained again"):  # say both: why it was not used, and why it cannot be replaced
+            raise PermissionError(f"{reason.removesuffix('; trained again')}, and {error}") from None
+        raise
+    trainer = train_autorec if wanted.family == "ratings" else train_list_model
+    trained = trainer(train, wanted, seed=seed, progress=progress, user_ids=user_ids, item_ids=item_ids)
     trained.split = split
     try:
         save_checkpoint(trained, path, split=split, train=train)
@@ -186,32 +208,129 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | dict, spl
     return trained, f"{reason} in {trained.seconds:.0f} s and saved to {name}"
 
 
-def _check_payload(payload, where: str) -> None:
-    """Every key there, of the right kind, the weights finite and shaped as the model configuration says."""
+# ---------------------------------------------------------------- checks on load
+
+def _checksum(payload: dict) -> str:
+    """SHA-256 over every part of the payload but the checksum itself, in a fixed order."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if isinstance(value, dict):
+            for key in sorted(value, key=str):
+                if key != "checksum":
+                    digest.update(f"<{key!r}>".encode())
+                    feed(value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        elif isinstance(value, torch.Tensor):
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{type(value).__name__}:{value!r}".encode())
+
+    feed(payload)
+    return digest.hexdigest()
+
+
+def _check_payload(payload, where: str) -> Recipe:
+    """Every part there, of the right kind and shape, the numbers finite, the recipe one the package knows,
+    and the checksum right. Returns the recipe."""
+    again = "Save the model again (or delete the file and train it anew)."
+
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"{where} {problem}. {again}")
+
     if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("autorec-checkpoint/"):
         raise CheckpointError(f"{where} is not an AutoRec checkpoint.")
-    if payload["format"] != FORMAT:
-        raise CheckpointError(f"{where} is an AutoRec checkpoint of an older format ({payload['format']}); train and "
-                              "save the model again.")
+    version = re.fullmatch(r"autorec-checkpoint/(\d+)", payload["format"])
+    if version is None or int(version[1]) < VERSION:
+        raise CheckpointError(f"{where} is a checkpoint of an older format ({payload['format']}; this version reads "
+                              f"{FORMAT}); train and save the model again.")
+    if int(version[1]) > VERSION:
+        raise CheckpointError(f"{where} was written by a newer version of autorec_utils ({payload['format']}; this one "
+                              f"reads {FORMAT}); upgrade the package (git pull, then pip install -e .), or save it again "
+                              "with this version.")
     missing, extra = sorted(_KEYS - set(payload)), sorted(set(payload) - _KEYS)
     if missing or extra:
-        raise CheckpointError(f"{where} has been altered: " + "; ".join(
-            part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part)
-            + ". Save the model again.")
+        raise refuse("has been altered: " + "; ".join(
+            part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part))
+    recipe = _stored_recipe(payload["recipe"], refuse)
+    model = payload["model"]
+    if not isinstance(model, dict) or set(model) != {"class", "config"} or model["class"] not in MODELS \
+            or not isinstance(model["config"], dict):
+        raise refuse(f"names a model this package does not have (it has {', '.join(MODELS)})")
     try:
         with torch.device("meta"):  # shapes only: no memory, no random weights
-            expected = AutoRec(**payload["model_config"]).state_dict()
+            expected = MODELS[model["class"]](**model["config"]).state_dict()
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where} has an invalid model configuration ({error}). Save the model again.") from error
+        raise refuse(f"has an invalid model configuration ({error})") from error
+    if (model["class"] == "AutoRec") != (recipe.family == "ratings"):
+        raise refuse(f"pairs a {model['class']} with a {type(recipe).__name__}")
     weights = payload["state_dict"]
     if not isinstance(weights, dict) or set(weights) != set(expected) or any(
             not isinstance(weights[k], torch.Tensor) or weights[k].shape != v.shape for k, v in expected.items()):
-        raise CheckpointError(f"{where}: the weights do not match the stored model configuration. Save the model again.")
+        raise refuse("has weights that do not match the stored model configuration")
     if not all(torch.isfinite(w).all() for w in weights.values()):
         raise CheckpointError(f"{where} holds weights that are not finite numbers (NaN or infinity): the model diverged "
                               "or the file was altered. Train it again.")
-    n_rows, n_cols = len(payload["row_ids"]), len(payload["col_ids"])
-    if payload["by"] not in ("user", "item") or n_cols != payload["model_config"]["n_inputs"]:
-        raise CheckpointError(f"{where}: its matrix layout does not fit its model. Save the model again.")
-    if n_rows == 0:
-        raise CheckpointError(f"{where} has no rows. Save the model again.")
+    _check_layout(payload, model, recipe, refuse)
+    _check_bias(payload["bias"], recipe, refuse)
+    _check_history(payload["history"], refuse)
+    if payload["checksum"] != _checksum(payload):
+        raise refuse("has been altered since it was saved (its contents do not match its checksum)")
+    return recipe
+
+
+def _stored_recipe(stored, refuse) -> Recipe:
+    if not isinstance(stored, dict) or set(stored) != {"class", "settings"} or not isinstance(stored["settings"], dict):
+        raise refuse("has been altered: its recipe is not a stored recipe")
+    try:
+        recipe = Recipe.from_settings(stored["class"], stored["settings"])
+    except (TypeError, ValueError) as error:
+        raise refuse(f"stores a recipe this package does not know ({error})") from error
+    if set(stored["settings"]) != set(recipe.settings()):
+        raise refuse(f"stores an incomplete recipe (missing {sorted(set(recipe.settings()) - set(stored['settings']))})")
+    return recipe
+
+
+def _check_layout(payload, model, recipe, refuse) -> None:
+    row_ids, col_ids = payload["row_ids"], payload["col_ids"]
+    n_inputs = model["config"].get("n_inputs", model["config"].get("n_items"))
+    if not all(isinstance(ids, torch.Tensor) and ids.dim() == 1 and not ids.is_floating_point() for ids in (row_ids, col_ids)):
+        raise refuse("has been altered: its row and column ids are not lists of whole numbers")
+    if payload["by"] not in ("user", "item") or len(col_ids) != n_inputs or (recipe.family == "lists" and payload["by"] != "user"):
+        raise refuse("has a matrix layout that does not fit its model")
+    if len(row_ids) == 0:
+        raise refuse("has no rows")
+    if not isinstance(payload["sparse"], bool) or payload["split"] not in (*SPLITS, "all", None) \
+            or not isinstance(payload["fingerprint"], str) or not isinstance(payload["seed"], int) \
+            or not isinstance(payload["seconds"], float) or not isinstance(payload["n_train_ratings"], int):
+        raise refuse("has been altered: a stored setting has the wrong kind of value")
+
+
+def _check_bias(bias, recipe, refuse) -> None:
+    if recipe.family == "lists":
+        if bias is not None:
+            raise refuse("has been altered: a list model has no bias baseline")
+        return
+    if not isinstance(bias, dict) or set(bias) != _BIAS_KEYS:
+        raise refuse(f"has been altered: its bias baseline needs exactly {sorted(_BIAS_KEYS)}")
+    arrays = [bias[k] for k in ("user_ids", "user_bias", "item_ids", "item_bias")]
+    if not isinstance(bias["mean"], float) or not all(isinstance(a, torch.Tensor) and a.dim() == 1 for a in arrays):
+        raise refuse("has been altered: its bias baseline is not a number and four lists")
+    if len(arrays[0]) != len(arrays[1]) or len(arrays[2]) != len(arrays[3]) or not (len(arrays[0]) and len(arrays[2])):
+        raise refuse("has been altered: its bias baseline has ids and biases of different lengths")
+    if not np.isfinite(bias["mean"]) or not all(torch.isfinite(a.double()).all() for a in arrays):
+        raise refuse("has a bias baseline with numbers that are not finite (NaN or infinity)")
+    if any(bool((ids.diff() <= 0).any()) for ids in (arrays[0], arrays[2])):
+        raise refuse("has been altered: its bias baseline's ids are not sorted and unique")
+
+
+def _check_history(history, refuse) -> None:
+    if not isinstance(history, dict) or set(history) != _HISTORY_KEYS or not isinstance(history["records"], list) \
+            or not isinstance(history["best_epoch"], int) or not 0 <= history["best_epoch"] <= len(history["records"]) \
+            or history["mode"] not in ("min", "max") or not isinstance(history["watch"], str):
+        raise refuse("has been altered: its training history is not one this package writes")

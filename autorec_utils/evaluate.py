@@ -1,19 +1,22 @@
 """How good are the predictions? Rating metrics and the baselines AutoRec must beat (chapter 03), the
 predictor of a trained AutoRec, and ranking metrics for recommendation lists (chapter 04).
 
-Every predictor has ``predict(user_ids, item_ids) -> np.ndarray`` of ratings clipped to [1, 5], so
-``score(predictor, test)`` treats AutoRec and the baselines alike.
+Every rating predictor has ``predict(user_ids, item_ids) -> np.ndarray`` of ratings clipped to [1, 5], so
+``score(predictor, test)`` treats AutoRec and the baselines alike. ``Predictor`` writes down the interface
+that every trained model of the package offers, and that chapter 04's functions use.
 """
 
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .matrix import RatingMatrix
+from .checks import check_positive_int
+from .matrix import Axes, RatingMatrix, positions
 from .model import AutoRec
 
 RATING_RANGE = (1.0, 5.0)
@@ -103,33 +106,61 @@ class BiasBaseline:
 
 
 def _lookup(ids: np.ndarray, values: np.ndarray, wanted) -> np.ndarray:
-    """values[ids == wanted] for each wanted id, 0 where the id is unknown."""
-    wanted = np.asarray(wanted)
-    position = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-    return np.where(ids[position] == wanted, values[position], 0.0)
+    """values at each wanted id's position in ``ids``, 0 where the id is unknown."""
+    found = positions(ids, wanted)
+    return np.where(found >= 0, values[found], 0.0)
+
+
+class Predictor(Protocol):
+    """What every trained model of this package offers, rating and list models alike (chapters 03, 04, 06):
+    chapter 04's functions (``top_k``, ``similar_movies``, the embeddings, the fold-ins) are written against
+    it and nothing else. A method that does not apply to a model raises ``ValueError`` saying what to use."""
+
+    model: torch.nn.Module
+    matrix: Axes  # the training matrix: its ids, and which movies each user rated
+    rates: bool  # True: scores are predicted ratings (shown clipped to 1-5 stars); False: list scores
+    cold_start: str  # what a user without training ratings gets, in words
+
+    def user_scores(self, user_id) -> np.ndarray:
+        """One training user's score of every movie (``matrix.item_ids`` order); higher is better."""
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``user_scores`` of every user at once: users x movies (for the ranking metrics)."""
+
+    def predict(self, user_ids, item_ids) -> np.ndarray:
+        """Predicted ratings of (user, movie) pairs, clipped to 1-5 (rating models only)."""
+
+    def fold_in(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Scores of every movie for a new person from a few (movie position, value) pairs, no retraining."""
+
+    def user_vectors(self) -> np.ndarray:
+        """One learned vector per training user (``matrix.user_ids`` order)."""
+
+    def movie_vectors(self) -> np.ndarray:
+        """One learned vector per movie (``matrix.item_ids`` order)."""
 
 
 class AutoRecPredictor:
     """Predictions of a trained AutoRec (chapters 03 and 04): the hidden code of every row of the
     *training* matrix once, the reconstruction h(r) from it, read at the requested (user, movie) entries.
-
-    Every predictor of this package has the same interface: ``predict(user_ids, item_ids)`` (ratings
-    clipped to [1, 5]), ``user_scores(user_id)`` (one user's scores of every movie, unclipped so that
-    rankings keep their order), ``codes`` (the hidden code of every row) and ``matrix``. This one keeps
-    the users x movies reconstruction (``scores``); chapter 05's ``sparse.SparseAutoRecPredictor``
-    computes only what is asked for.
+    It is a ``Predictor``; chapter 05's ``sparse.SparseAutoRecPredictor`` computes only what is asked for.
 
     Fallback: a user or movie with no training rating gets ``fallback`` -- by default the training mean
-    (the paper used 3); a number, or another predictor such as a fitted ``BiasBaseline``. AutoRec has
-    nothing to reconstruct such an entry from. A model trained on residuals needs the same ``baseline``.
+    (the paper used 3); a number, or a fitted ``BiasBaseline``. AutoRec has nothing to reconstruct such
+    an entry from. A model trained on the residuals of a ``BiasBaseline`` needs it as ``baseline``.
     """
 
-    def __init__(self, model: AutoRec, train, fallback=None, baseline: torch.Tensor | None = None):
+    rates = True
+
+    def __init__(self, model: AutoRec, train, fallback=None, baseline: BiasBaseline | None = None):
         if train.shape[1] != model.config["n_inputs"]:
             raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
                              f"{train.shape[1]} columns; pass the matrix the model was trained on.")
         self.model, self.matrix, self.baseline = model, train, baseline
         self.fallback = fallback if fallback is not None else self._training_mean()
+        self.cold_start = ("the bias baseline" if isinstance(self.fallback, BiasBaseline)
+                           else f"the mean training rating ({float(self.fallback):.2f})")
         per_user, per_item = train.rating_counts()
         self.known_users, self.known_items = per_user > 0, per_item > 0
         was_training = model.training
@@ -142,15 +173,20 @@ class AutoRecPredictor:
     def _training_mean(self) -> float:
         return float(self.matrix.values[self.matrix.mask].mean())
 
+    def _baseline_matrix(self) -> torch.Tensor | None:
+        return None if self.baseline is None else self.baseline.predict_matrix(self.matrix)
+
     def _hidden_codes(self) -> torch.Tensor:
         """g(V r + mu) for every row, from what the model reads: ratings, or residuals of the baseline."""
-        inputs = self.matrix.values if self.baseline is None else (self.matrix.values - self.baseline) * self.matrix.mask
+        baseline = self._baseline_matrix()
+        inputs = self.matrix.values if baseline is None else (self.matrix.values - baseline) * self.matrix.mask
         return self.model.encode(inputs.to(next(self.model.parameters()).device))
 
     def _prepare(self) -> None:
         reconstruction = self.model.decoder(self.codes).cpu()
-        if self.baseline is not None:
-            reconstruction += self.baseline.cpu()
+        baseline = self._baseline_matrix()
+        if baseline is not None:
+            reconstruction += baseline
         self.reconstruction = reconstruction if self.matrix.by == "user" else reconstruction.T  # users x movies
 
     def _entries(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -164,8 +200,7 @@ class AutoRecPredictor:
         """Predicted ratings of the (user, movie) pairs, clipped to [1, 5]; the fallback where the model
         has nothing to go on (a user or movie without training ratings, or not in the matrix)."""
         user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
-        users = np.array([self.matrix.user_index.get(int(u), -1) for u in user_ids], dtype=np.int64)
-        items = np.array([self.matrix.item_index.get(int(i), -1) for i in item_ids], dtype=np.int64)
+        users, items = self.matrix.user_positions(user_ids), self.matrix.item_positions(item_ids)
         known = (users >= 0) & (items >= 0)
         known[known] &= self.known_users[users[known]] & self.known_items[items[known]]
         prediction = self._fallback(user_ids, item_ids)
@@ -192,8 +227,47 @@ class AutoRecPredictor:
             scores[cold] = self._fallback(self.matrix.user_ids[users], self.matrix.item_ids[items])
         return scores
 
+    def fold_in(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Scores of every movie for a new person who gave ``values`` (stars) to the movies at positions
+        ``items``: U-AutoRec reads the new rating vector as it reads a training user's row, no retraining
+        (chapter 04). I-AutoRec cannot: a new person would be a new *input* of every movie vector."""
+        if self.matrix.by != "user":
+            raise ValueError("I-AutoRec reads movie vectors over the training users, so a new person needs retraining; "
+                             "use a U-AutoRec model (rows are users) for fold-in recommendations.")
+        all_items = self.matrix.item_ids
+        offset = torch.zeros(len(all_items))
+        if self.baseline is not None:  # the baseline with this person's own user bias
+            user_bias = self.baseline.user_bias_for(all_items[items], values)
+            offset = torch.as_tensor(self.baseline.predict_new_user(user_bias, all_items), dtype=torch.float32)
+        vector = torch.zeros(len(all_items))
+        vector[items] = torch.as_tensor(values, dtype=torch.float32) - offset[items]
+        with torch.no_grad():
+            scores = self.model.eval()(vector[None].to(next(self.model.parameters()).device)).cpu()[0] + offset
+        scores = scores.double().numpy()
+        cold = ~self.known_items
+        if isinstance(self.fallback, BiasBaseline):  # the bias baseline, with this person's own b_u
+            user_bias = self.fallback.user_bias_for(all_items[items], values)
+            scores[cold] = self.fallback.predict_new_user(user_bias, all_items[cold])
+        else:
+            scores[cold] = float(self.fallback)
+        return scores
+
+    def user_vectors(self) -> np.ndarray:
+        """U-AutoRec: the hidden codes g(V r + mu), from the input the model reads (residuals, for a residual
+        model); I-AutoRec: the decoder's rows, one per user (chapter 04)."""
+        return self._codes_or_decoder("user")
+
+    def movie_vectors(self) -> np.ndarray:
+        """U-AutoRec: the decoder's rows, one per movie; I-AutoRec: the hidden codes (chapter 04)."""
+        return self._codes_or_decoder("item")
+
+    def _codes_or_decoder(self, axis: str) -> np.ndarray:
+        if self.matrix.by == axis:
+            return self.codes.cpu().numpy()
+        return self.model.decoder.weight.detach().cpu().numpy().copy()
+
     def _fallback(self, user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
-        if hasattr(self.fallback, "predict"):
+        if isinstance(self.fallback, BiasBaseline) or hasattr(self.fallback, "predict"):
             return np.asarray(self.fallback.predict(user_ids, item_ids), dtype=np.float64)
         return np.full(len(user_ids), float(self.fallback))
 
@@ -202,8 +276,7 @@ class AutoRecPredictor:
 
 def check_k(k) -> None:
     """A list length must be a positive whole number (chapter 04)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"k must be a positive whole number, got {k!r}.")
+    check_positive_int("k", k)
 
 
 def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame, user_ids, item_ids,
@@ -220,41 +293,51 @@ def ranking_metrics(scores: np.ndarray, train: pd.DataFrame, test: pd.DataFrame,
     user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
     if scores.shape != (len(user_ids), len(item_ids)):
         raise ValueError(f"scores has shape {scores.shape}, expected (users, movies) = {(len(user_ids), len(item_ids))}.")
-    user_pos = {int(u): i for i, u in enumerate(user_ids)}
-    item_pos = {int(m): i for i, m in enumerate(item_ids)}
+    order_u, order_i = np.argsort(user_ids, kind="stable"), np.argsort(item_ids, kind="stable")
+    user_ids, item_ids = user_ids[order_u], item_ids[order_i]  # sorted, as positions() needs; scores follow
 
-    def grid(frame: pd.DataFrame) -> np.ndarray:
+    def grid(frame: pd.DataFrame, name: str) -> np.ndarray:
+        rows, cols = positions(user_ids, frame.user_id.to_numpy()), positions(item_ids, frame.item_id.to_numpy())
+        if (rows < 0).any() or (cols < 0).any():
+            raise ValueError(f"{name} has users or movies that are not among user_ids / item_ids; pass the full id lists.")
         cells = np.zeros(scores.shape, dtype=bool)
-        cells[[user_pos[int(u)] for u in frame.user_id], [item_pos[int(m)] for m in frame.item_id]] = True
+        cells[rows, cols] = True
         return cells
 
-    candidate = ~grid(train)
+    candidate = ~grid(train, "train")
     candidate[:, np.isin(item_ids, np.asarray(exclude_items))] = False
-    relevant = grid(test[test.rating >= threshold]) & candidate
+    relevant = grid(test[test.rating >= threshold], "test") & candidate
+    return list_metrics(scores[np.ix_(order_u, order_i)], candidate, relevant, k)
+
+
+def list_metrics(scores: np.ndarray, candidate: np.ndarray, relevant: np.ndarray, k: int = 10) -> dict[str, float]:
+    """``ranking_metrics`` on masks: ``candidate`` (may be listed) and ``relevant`` (a hit), both users x
+    movies like ``scores``. Users with no relevant movie are left out (chapters 04 and 06)."""
     users = np.flatnonzero(relevant.any(axis=1))
     if users.size == 0:
-        raise ValueError(f"no test user has a rating >= {threshold} among their candidates; nothing to rank.")
+        raise ValueError("no user has a relevant held-out rating among their candidates; nothing to rank.")
     masked = np.where(candidate[users], scores[users], -np.inf)
-    top = _top_columns(masked, k)
-    hits = np.take_along_axis(relevant[users], top, axis=1) & np.isfinite(np.take_along_axis(masked, top, axis=1))
+    top = top_k_columns(masked, k)
+    listed = np.isfinite(np.take_along_axis(masked, top, axis=1))  # a non-candidate is never a hit
+    hits = np.take_along_axis(relevant[users], top, axis=1) & listed
     n_relevant = relevant[users].sum(axis=1)
     discount = 1 / np.log2(np.arange(2, k + 2))
-    ideal = np.array([discount[: min(n, k)].sum() for n in n_relevant])
-    listed = np.unique(top[np.isfinite(np.take_along_axis(masked, top, axis=1))])
+    ideal = np.cumsum(discount)[np.minimum(n_relevant, k) - 1]
     return {
         f"precision@{k}": float((hits.sum(axis=1) / k).mean()),
         f"recall@{k}": float((hits.sum(axis=1) / n_relevant).mean()),
-        f"NDCG@{k}": float(((hits * discount).sum(axis=1) / ideal).mean()),
+        f"NDCG@{k}": float(((hits * discount[: top.shape[1]]).sum(axis=1) / ideal).mean()),
         f"hit rate@{k}": float(hits.any(axis=1).mean()),
-        "coverage": float(len(listed) / candidate.any(axis=0).sum()),
+        "coverage": float(len(np.unique(top[listed])) / candidate.any(axis=0).sum()),
         "users": int(users.size),
     }
 
 
-def _top_columns(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
     """Each row's ``k`` highest-scoring columns, best first, ties to the lower column: the first ``k`` of
     ``np.argsort(-scores, axis=1, kind="stable")``, without sorting whole rows (chapter 06 ranks every
-    user after every few epochs). NaN scores rank last, like -inf."""
+    user after every epoch). NaN scores rank last, like -inf. The one top-k of this package (chapter 04)."""
+    scores = np.atleast_2d(scores)
     k = min(k, scores.shape[1])
     order = np.where(np.isnan(scores), np.inf, -scores)  # ascending order = best first
     kth = np.partition(order, k - 1, axis=1)[:, k - 1 : k]  # each row's k-th best value

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .checks import check_positive_int
+
 
 def generate_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0, rank: int = 8) -> pd.DataFrame:
     """Ratings with MovieLens' long tails (a few very active users, a few very popular movies, drawn from
@@ -12,8 +14,7 @@ def generate_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0, 
     so that there is something to learn. Columns user_id, item_id, rating (ids from 1), in random order.
     ``generate_ratings(*RELEASES["ml-20m"].shape)`` makes an ML-20M-shaped set (chapter 05)."""
     for name, value in (("n_users", n_users), ("n_items", n_items), ("n_ratings", n_ratings)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int(name, value)
     if n_ratings > n_users * n_items:
         raise ValueError(f"{n_ratings:,} ratings do not fit in {n_users:,} users x {n_items:,} movies.")
     rng = np.random.default_rng(seed)

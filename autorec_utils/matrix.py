@@ -8,13 +8,14 @@ so nobody recomputes them differently elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["Axes", "RatingMatrix", "rating_matrix"]  # what the notebooks, the command line and users call
+from .checks import is_whole
+
+__all__ = ["Axes", "RatingMatrix", "positions", "rating_matrix"]  # what the notebooks, the command line and users call
 
 
 class Axes:
@@ -37,24 +38,23 @@ class Axes:
     def item_ids(self) -> np.ndarray:
         return self.col_ids if self.by == "user" else self.row_ids
 
-    @cached_property
-    def user_index(self) -> dict[int, int]:
-        """MovieLens user id -> 0-based position along the user axis."""
-        return {int(u): i for i, u in enumerate(self.user_ids)}
+    def user_positions(self, user_ids) -> np.ndarray:
+        """The 0-based position of each MovieLens user id along the user axis; -1 where it is not there."""
+        return positions(self.user_ids, user_ids)
 
-    @cached_property
-    def item_index(self) -> dict[int, int]:
-        """MovieLens movie id -> 0-based position along the movie axis."""
-        return {int(m): i for i, m in enumerate(self.item_ids)}
+    def item_positions(self, item_ids) -> np.ndarray:
+        """The 0-based position of each MovieLens movie id along the movie axis; -1 where it is not there."""
+        return positions(self.item_ids, item_ids)
 
     def position_of_user(self, user_id) -> int:
         """The position of ``user_id`` along the user axis, or a ValueError that gives the valid ids."""
-        if isinstance(user_id, bool) or not isinstance(user_id, (int, np.integer)):
+        if not is_whole(user_id):
             raise ValueError(f"a user id is a whole number, got {user_id!r}.")
-        if int(user_id) not in self.user_index:
+        position = int(self.user_positions(user_id))
+        if position < 0:
             ids = self.user_ids
             raise ValueError(f"user {user_id} is not in the training data (valid ids: {ids.min()}...{ids.max()}).")
-        return self.user_index[int(user_id)]
+        return position
 
     def rating_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """How many training ratings each user and each movie has (in ``user_ids`` and ``item_ids`` order)."""
@@ -164,6 +164,9 @@ def scatter_plan(ratings: pd.DataFrame, by: str, user_ids, item_ids):
         first = ratings[duplicated].iloc[0]
         raise ValueError(f"ratings has more than one rating of movie {int(first.item_id)} by user {int(first.user_id)}; "
                          "keep one (e.g. ratings.drop_duplicates(['user_id', 'item_id'], keep='last')).")
+    if not pd.api.types.is_numeric_dtype(ratings.rating) or pd.api.types.is_bool_dtype(ratings.rating):
+        raise ValueError(f"the rating column holds {ratings.rating.dtype} values, not numbers; convert it first, "
+                         "e.g. ratings.assign(rating=pd.to_numeric(ratings.rating)).")
     bad_rating = ~ratings.rating.between(0.5, 5)
     if bad_rating.any():
         raise ValueError(f"rating {float(ratings.rating[bad_rating].iloc[0])} is outside 0.5-5 (0 is reserved for 'unrated').")
@@ -181,10 +184,19 @@ def _ids(ids, name: str) -> np.ndarray:
     return ids
 
 
+def positions(ids: np.ndarray, wanted) -> np.ndarray:
+    """The position of each ``wanted`` id in ``ids`` (sorted, as every matrix and baseline keeps them), -1
+    where it is not there: the one way this package maps MovieLens ids to rows and columns (chapter 01)."""
+    wanted = np.asarray(wanted)
+    if len(ids) == 0:
+        return np.full(wanted.shape, -1, dtype=np.int64)
+    found = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return np.where(ids[found] == wanted, found, -1)
+
+
 def _positions(values: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
-    positions = np.searchsorted(ids, values)
-    found = (positions < len(ids)) & (ids[np.minimum(positions, len(ids) - 1)] == values)
-    if not found.all():
-        raise ValueError(f"{what} id {values[~found][0]} is not among the matrix's {what} ids ({ids[0]}...{ids[-1]}, "
+    found = positions(ids, values)
+    if (found < 0).any():
+        raise ValueError(f"{what} id {values[found < 0][0]} is not among the matrix's {what} ids ({ids[0]}...{ids[-1]}, "
                          f"{len(ids)} of them); build both matrices from the same full id lists.")
-    return positions
+    return found

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import check_choice, check_number, check_positive_int
+
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "elu": nn.ELU, "identity": nn.Identity}
 
 
@@ -23,16 +25,13 @@ class AutoRec(nn.Module):
     def __init__(self, n_inputs: int, hidden: int = 500, activation: str = "sigmoid",
                  dropout: float = 0.0, input_dropout: float = 0.0):
         super().__init__()
-        for name, value in (("n_inputs", n_inputs), ("hidden", hidden)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}.")
-        for name, value in (("dropout", dropout), ("input_dropout", input_dropout)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
-        self.config = {"n_inputs": n_inputs, "hidden": hidden, "activation": activation,
-                       "dropout": dropout, "input_dropout": input_dropout}
+        check_positive_int("n_inputs", n_inputs)
+        check_positive_int("hidden", hidden)
+        check_choice("activation", activation, ACTIVATIONS)
+        check_number("dropout", dropout, 0, 1, high_open=True)
+        check_number("input_dropout", input_dropout, 0, 1, high_open=True)
+        self.config = {"n_inputs": int(n_inputs), "hidden": int(hidden), "activation": activation,
+                       "dropout": float(dropout), "input_dropout": float(input_dropout)}
         self.input_dropout = nn.Dropout(input_dropout)
         self.encoder = nn.Linear(n_inputs, hidden)  # V and mu
         self.activation = ACTIVATIONS[activation]()  # g
@@ -71,3 +70,19 @@ def autorec_objective(model: AutoRec, prediction: torch.Tensor, target: torch.Te
                       l2: float) -> torch.Tensor:
     """The paper's objective: sum_observed (r - h(r))^2 + (l2 / 2)(||W||^2 + ||V||^2) (chapter 02)."""
     return masked_squared_error(prediction, target, mask) + 0.5 * l2 * model.weight_norm()
+
+
+def pick_device(device: str | torch.device | None = None, sparse: bool = False) -> torch.device:
+    """``device`` if given, else CUDA, else Apple's MPS (not for the sparse path: PyTorch has no sparse
+    kernels there), else the CPU (chapter 03)."""
+    if device is not None:
+        device = torch.device(device)
+        if sparse and device.type == "mps":
+            raise ValueError("the sparse path runs on CUDA or the CPU (PyTorch has no sparse CSR kernels for MPS); "
+                             "pass device='cpu', or a dense RatingMatrix if it fits in memory.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available() and not sparse:
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,8 +1,10 @@
-"""Recommendations from a trained AutoRec (chapter 04): top-K for a known user, for a new person from a
-few ratings (U-AutoRec reads a new rating vector without retraining), similar movies, embeddings.
+"""Recommendations from a trained model (chapter 04): top-K for a known user, for a new person from a few
+ratings (U-AutoRec reads a new rating vector without retraining) or liked movies (chapter 06's list
+models), similar movies, embeddings.
 
-Every function works through the predictor's interface (``user_scores``, ``codes``), so a model trained
-on chapter 05's sparse path recommends exactly like a dense one.
+Every function is written against the predictor interface (``evaluate.Predictor``) and nothing else, so a
+rating model, a model trained on chapter 05's sparse path and a list model of chapter 06 recommend
+through the same code; where an idea does not apply to a model, the function says what to use instead.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .evaluate import check_k
-from .train import TrainedAutoRec
+from .checks import is_whole
+from .evaluate import RATING_RANGE, Predictor, check_k, top_k_columns
 
 COLUMNS = ["rank", "item_id", "title", "year", "genres"]
 
@@ -24,7 +25,7 @@ def find_movie(movies: pd.DataFrame, query: int | str) -> int:
     """The MovieLens id of ``query``: an id, or a title searched case-insensitively (exact title first,
     then titles containing the text). Ambiguous or missing titles raise ``ValueError`` naming the
     candidates (chapter 04)."""
-    if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+    if is_whole(query):
         if int(query) not in set(movies.item_id):
             raise ValueError(f"there is no movie with id {query} (ids run {movies.item_id.min()}...{movies.item_id.max()}).")
         return int(query)
@@ -46,31 +47,32 @@ def find_movie(movies: pd.DataFrame, query: int | str) -> int:
     raise ValueError(f"{query!r} matches {len(found)} movies: {listed}{more}. Use a longer title or the id.")
 
 
-def top_k(trained: TrainedAutoRec, user_id: int, movies: pd.DataFrame, k: int = 10,
-          include_unknown: bool = False) -> pd.DataFrame:
-    """The ``k`` movies with the highest predicted rating among those ``user_id`` has not rated in
-    training, movies titled "unknown" skipped unless ``include_unknown`` (chapter 04)."""
+def top_k(trained, user_id: int, movies: pd.DataFrame, k: int = 10, include_unknown: bool = False) -> pd.DataFrame:
+    """The ``k`` movies with the highest score among those ``user_id`` has not rated in training, movies
+    titled "unknown" skipped unless ``include_unknown`` (chapter 04). ``trained``: any trained model of the
+    package (or its predictor): a rating model lists predicted stars, a list model (chapter 06) its scores."""
     check_k(k)
-    scores = trained.predictor.user_scores(user_id)
-    rated = trained.matrix.rated_items(user_id)
+    predictor = predictor_of(trained)
+    scores = predictor.user_scores(user_id)
+    rated = predictor.matrix.rated_items(user_id)
     if not rated.any():
-        fallback = "the bias baseline" if hasattr(trained.predictor.fallback, "predict") else "the mean training rating"
         warnings.warn(f"user {user_id} has no training ratings: the model has nothing to read, so every movie gets "
-                      f"{fallback} and the list says nothing personal.", stacklevel=2)
-    score_name = getattr(trained.predictor, "score_name", "predicted_rating")  # chapter 06's list models: "score"
-    return rank_movies(scores, rated, trained.matrix.item_ids, movies, k, include_unknown, f"user {user_id}", score_name)
+                      f"{predictor.cold_start} and the list says nothing personal.", stacklevel=2)
+    return rank_movies(scores, rated, predictor, movies, k, include_unknown, f"user {user_id}")
 
 
-def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.DataFrame, k: int = 10,
+def recommend_for_new_user(trained, ratings: dict, movies: pd.DataFrame, k: int = 10,
                            include_unknown: bool = False) -> pd.DataFrame:
     """Top-``k`` for a person who is not in the data, from ``{movie id or title: rating}``.
 
     U-AutoRec reads the new rating vector exactly as it reads a training user's row -- no retraining
-    (chapter 04). I-AutoRec cannot: a new person would be a new *input* dimension of every movie vector.
+    (chapter 04). I-AutoRec cannot (a new person would be a new *input* of every movie vector), and a list
+    model reads picks, not stars (``recommend_from_liked``).
     """
-    if trained.matrix.by != "user":
-        raise ValueError("I-AutoRec reads movie vectors over the training users, so a new person needs retraining; "
-                         "use a U-AutoRec model (rows are users) for fold-in recommendations.")
+    predictor = predictor_of(trained)
+    if not predictor.rates:
+        raise ValueError(f"{model_name(predictor)} ranks picks, it does not read stars: use "
+                         "recommend_from_liked(model, [the movies you liked], movies).")
     if not isinstance(ratings, dict) or not ratings:
         raise ValueError("give at least one rating, as {movie id or title: rating from 1 to 5}.")
     chosen: dict[int, float] = {}
@@ -81,74 +83,67 @@ def recommend_for_new_user(trained: TrainedAutoRec, ratings: dict, movies: pd.Da
         if item in chosen:
             raise ValueError(f"{movie!r} is movie {item}, which is already rated in this list; rate each movie once.")
         chosen[item] = float(rating)
-    item_index = trained.matrix.item_index
-    missing = [m for m in chosen if m not in item_index]
-    if missing:
-        raise ValueError(f"movie(s) {missing} are not among the model's {len(item_index)} movies.")
-    items = np.array(list(chosen))
-    values = np.array(list(chosen.values()))
-    columns = np.array([item_index[m] for m in items])
-
-    bias, predictor = trained.bias, trained.predictor
-    user_bias = bias.user_bias_for(items, values)
-    all_items = trained.matrix.item_ids
-    baseline = torch.zeros(len(all_items))
-    if trained.recipe.get("residual"):
-        baseline = torch.as_tensor(bias.predict_new_user(user_bias, all_items), dtype=torch.float32)
-    vector = torch.zeros(len(all_items))
-    vector[columns] = torch.as_tensor(values, dtype=torch.float32) - baseline[columns]
-    model = trained.model
-    with torch.no_grad():
-        scores = (model(vector[None].to(next(model.parameters()).device)).cpu()[0] + baseline).numpy().astype(np.float64)
-    cold = ~predictor.known_items
-    if hasattr(predictor.fallback, "predict"):  # the bias baseline, with this person's own b_u
-        scores[cold] = bias.predict_new_user(user_bias, all_items[cold])
-    else:
-        scores[cold] = float(predictor.fallback)
-    rated = np.zeros(len(all_items), dtype=bool)
-    rated[columns] = True
-    return rank_movies(scores, rated, all_items, movies, k, include_unknown, "this person")
+    columns = _columns_of(predictor, list(chosen))
+    scores = predictor.fold_in(columns, np.array(list(chosen.values())))
+    return rank_movies(scores, _marked(len(scores), columns), predictor, movies, k, include_unknown, "this person")
 
 
-def similar_movies(trained: TrainedAutoRec, movie: int | str, movies: pd.DataFrame, k: int = 10,
-                   min_ratings: int = 10) -> pd.DataFrame:
-    """Movies whose learned vectors are closest (cosine) to ``movie``'s: U-AutoRec's decoder rows, or
-    I-AutoRec's hidden codes (chapter 04). Movies with fewer than ``min_ratings`` training ratings are
-    left out (their vectors are mostly noise), and so are "unknown" titles."""
+def recommend_from_liked(trained, liked, movies: pd.DataFrame, k: int = 10, include_unknown: bool = False) -> pd.DataFrame:
+    """Top-``k`` for a new person from the movies they liked (ids or titles; one alone is a list of one), with
+    no retraining: a list model reads their 0/1 vector as it reads a training user's (chapter 06). A rating
+    model reads stars instead (``recommend_for_new_user``)."""
     check_k(k)
-    if isinstance(min_ratings, bool) or not isinstance(min_ratings, (int, np.integer)) or min_ratings < 0:
+    predictor = predictor_of(trained)
+    if predictor.rates:
+        raise ValueError(f"{model_name(predictor)} reads stars, not picks: use recommend_for_new_user(model, "
+                         "{movie: rating from 1 to 5}, movies).")
+    if isinstance(liked, (str, int, np.integer)):
+        liked = [liked]  # one movie is a list of one
+    if not isinstance(liked, (list, tuple, set, np.ndarray, pd.Series)) or len(liked) == 0:
+        raise ValueError("give at least one movie, as a list of ids or titles, e.g. ['Star Wars (1977)', 1].")
+    items = []
+    for movie in liked:
+        item = find_movie(movies, movie)
+        if item in items:
+            raise ValueError(f"{movie!r} is movie {item}, which is already in the list; name each movie once.")
+        items.append(item)
+    columns = _columns_of(predictor, items)
+    scores = predictor.fold_in(columns, np.ones(len(columns)))
+    return rank_movies(scores, _marked(len(scores), columns), predictor, movies, k, include_unknown, "this person")
+
+
+def similar_movies(trained, movie: int | str, movies: pd.DataFrame, k: int = 10, min_ratings: int = 10) -> pd.DataFrame:
+    """Movies whose learned vectors are closest (cosine) to ``movie``'s (chapter 04): the predictor's
+    ``movie_vectors`` -- U-AutoRec's and the list autoencoders' decoder rows, I-AutoRec's hidden codes,
+    EASE's rows of its item-item matrix. Movies with fewer than ``min_ratings`` training ratings are left
+    out (their vectors are mostly noise), and so are "unknown" titles."""
+    check_k(k)
+    if not is_whole(min_ratings) or min_ratings < 0:
         raise ValueError(f"min_ratings must be a whole number >= 0, got {min_ratings!r}.")
+    predictor = predictor_of(trained)
     target = find_movie(movies, movie)
-    if target not in trained.matrix.item_index:
-        raise ValueError(f"movie {target} is not among the model's {len(trained.matrix.item_ids)} movies.")
-    vectors = movie_embeddings(trained)
-    item_ids = trained.matrix.item_ids
-    position = trained.matrix.item_index[target]
+    position = _columns_of(predictor, [target])[0]
+    vectors = predictor.movie_vectors()
     normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
     similarity = normed @ normed[position]
-    counts = trained.matrix.rating_counts()[1]
-    unknown = np.isin(item_ids, movies.item_id[movies.title == "unknown"])
-    keep = (counts >= min_ratings) & ~unknown & (item_ids != target)
-    order = np.argsort(-np.where(keep, similarity, -np.inf), kind="stable")[: min(k, int(keep.sum()))]
+    item_ids = predictor.matrix.item_ids
+    counts = predictor.matrix.rating_counts()[1]
+    keep = (counts >= min_ratings) & ~_unknown(item_ids, movies) & (item_ids != target)
+    order = _best(similarity, keep, k)
     found = pd.DataFrame({"item_id": item_ids[order], "similarity": similarity[order]})
     return _with_titles(found, movies)
 
 
-def movie_embeddings(trained: TrainedAutoRec) -> np.ndarray:
-    """One vector per movie (rows in ``trained.matrix.item_ids`` order): U-AutoRec's decoder rows, or
-    I-AutoRec's hidden codes (chapter 04)."""
-    if trained.matrix.by == "user":
-        return trained.model.decoder.weight.detach().cpu().numpy().copy()
-    return trained.predictor.codes.cpu().numpy()
+def movie_embeddings(trained) -> np.ndarray:
+    """One vector per movie (rows in ``matrix.item_ids`` order): the predictor's ``movie_vectors`` (chapter 04)."""
+    return predictor_of(trained).movie_vectors()
 
 
-def user_embeddings(trained: TrainedAutoRec) -> np.ndarray:
-    """One vector per user (rows in ``trained.matrix.user_ids`` order): U-AutoRec's hidden codes
-    g(V r + mu), from the input the model reads (residuals, for a residual recipe), or I-AutoRec's
-    decoder rows (chapter 04)."""
-    if trained.matrix.by == "user":
-        return trained.predictor.codes.cpu().numpy()
-    return trained.model.decoder.weight.detach().cpu().numpy().copy()
+def user_embeddings(trained) -> np.ndarray:
+    """One vector per user (rows in ``matrix.user_ids`` order): the predictor's ``user_vectors`` -- U-AutoRec's
+    hidden codes g(V r + mu), from the input the model reads (residuals, for a residual recipe), or
+    I-AutoRec's decoder rows (chapter 04)."""
+    return predictor_of(trained).user_vectors()
 
 
 def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,22 +153,67 @@ def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ components[:2].T, singular[:2] ** 2 / (singular**2).sum()
 
 
-def rank_movies(scores: np.ndarray, rated: np.ndarray, item_ids: np.ndarray, movies: pd.DataFrame, k: int,
-                include_unknown: bool, who: str, score_name: str = "predicted_rating") -> pd.DataFrame:
-    """The top-``k`` unrated candidates by score, with titles; says so when fewer than ``k`` exist. A
-    predicted rating is shown clipped to 1-5 stars; another score (chapter 06) as it is (chapter 04)."""
+def rank_movies(scores: np.ndarray, rated: np.ndarray, predictor: Predictor, movies: pd.DataFrame, k: int,
+                include_unknown: bool, who: str) -> pd.DataFrame:
+    """The top-``k`` unrated candidates by score, with titles; says so when fewer than ``k`` exist. A rated
+    movie is never a candidate, and scores that are not numbers are an error, not a silently wrong list.
+    A predicted rating is shown clipped to 1-5 stars; a list model's score as it is (chapter 04)."""
     check_k(k)
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{model_name(predictor)} gave scores that are not numbers (NaN or infinite) for {who}: the model "
+                         "diverged or was built with a bad setting; train it again (a lower learning rate, a finite lambda).")
+    item_ids = predictor.matrix.item_ids
     candidates = ~rated
     if not include_unknown:
-        candidates &= ~np.isin(item_ids, movies.item_id[movies.title == "unknown"])
+        candidates &= ~_unknown(item_ids, movies)
     n_candidates = int(candidates.sum())
     if n_candidates < k:
         message = (f"{who} has rated every movie: there is nothing left to recommend." if n_candidates == 0 else
                    f"only {n_candidates} movies are left that {who} has not rated; returning all of them, not {k}.")
         warnings.warn(message, stacklevel=3)
-    order = np.argsort(-np.where(candidates, scores, -np.inf), kind="stable")[: min(k, n_candidates)]
-    shown = np.clip(scores[order], 1, 5) if score_name == "predicted_rating" else scores[order]
-    return _with_titles(pd.DataFrame({"item_id": item_ids[order], score_name: shown}), movies)
+    order = _best(scores, candidates, k)
+    shown = np.clip(scores[order], *RATING_RANGE) if predictor.rates else scores[order]
+    return _with_titles(pd.DataFrame({"item_id": item_ids[order], SCORE_COLUMN[predictor.rates]: shown}), movies)
+
+
+SCORE_COLUMN = {True: "predicted_rating", False: "score"}
+
+
+def predictor_of(trained) -> Predictor:
+    """The predictor of a trained model (``train.Trained``), or ``trained`` itself when it is one."""
+    return getattr(trained, "predictor", trained)
+
+
+def model_name(predictor: Predictor) -> str:
+    """The model's name for messages: U-AutoRec, I-AutoRec, MultDAE, MultVAE, EASE."""
+    name = type(predictor.model).__name__
+    return f"{'U' if predictor.matrix.by == 'user' else 'I'}-{name}" if name == "AutoRec" else name
+
+
+def _best(scores: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
+    """The positions of the ``k`` highest scores among those ``keep`` allows, best first (ties: lower position)."""
+    allowed = np.flatnonzero(keep)
+    if allowed.size == 0:
+        return allowed
+    return allowed[top_k_columns(scores[allowed], min(k, allowed.size))[0]]
+
+
+def _columns_of(predictor: Predictor, items: list[int]) -> np.ndarray:
+    columns = predictor.matrix.item_positions(items)
+    missing = [item for item, column in zip(items, columns, strict=True) if column < 0]
+    if missing:
+        raise ValueError(f"movie(s) {missing} are not among the model's {len(predictor.matrix.item_ids)} movies.")
+    return columns
+
+
+def _marked(length: int, columns: np.ndarray) -> np.ndarray:
+    marked = np.zeros(length, dtype=bool)
+    marked[columns] = True
+    return marked
+
+
+def _unknown(item_ids: np.ndarray, movies: pd.DataFrame) -> np.ndarray:
+    return np.isin(item_ids, movies.item_id[movies.title == "unknown"])
 
 
 def _with_titles(found: pd.DataFrame, movies: pd.DataFrame) -> pd.DataFrame:

@@ -21,17 +21,24 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .evaluate import AutoRecPredictor
+from .checks import check_problem
+from .evaluate import RATING_RANGE, AutoRecPredictor
 from .matrix import Axes, RatingMatrix, scatter_plan
-from .model import AutoRec, masked_squared_error
+from .model import AutoRec, masked_squared_error, pick_device
 
 __all__ = [  # what the notebooks, the command line and users call
     "DENSE_LIMIT", "SparseAutoRecPredictor", "SparseProblem", "SparseRatingMatrix", "decode_at", "encode",
-    "sparse_rating_matrix",
+    "fits_dense", "sparse_rating_matrix",
 ]
 
 
 DENSE_LIMIT = 50_000_000  # cells: above this, train_autorec builds a SparseRatingMatrix (dense float32: 200 MB)
+
+
+def fits_dense(n_rows: int, n_cols: int) -> bool:
+    """Whether a dense matrix of this many cells stays within ``DENSE_LIMIT`` (chapter 05): the one place
+    that decides between the dense and the sparse path."""
+    return n_rows * n_cols <= DENSE_LIMIT
 
 
 # ---------------------------------------------------------------- the matrix
@@ -233,20 +240,28 @@ class SparseProblem:
 
     EVAL_ROWS = 1024  # rows per chunk when measuring the RMSEs: bounded memory
 
-    def __init__(self, model: AutoRec, train: SparseRatingMatrix, validation: torch.Tensor, l2: float,
-                 batch_size: int | None, baseline: None, device: torch.device):
-        store_encoder_by_input(model)
+    mode = "min"
+
+    def __init__(self, model: AutoRec, matrix: SparseRatingMatrix, validation: torch.Tensor | None = None,
+                 l2: float = 1.0, batch_size: int | None = None, device: str | torch.device | None = None):
+        check_problem(model, matrix, validation, l2, batch_size, SparseRatingMatrix)
+        self.device = device = pick_device(device, sparse=True)
+        store_encoder_by_input(model.to(device))
         self.encoder_t = model.encoder.weight.detach().T.requires_grad_()  # V^T: the same memory as V
-        self.model, self.l2, self.device = model, l2, device
-        self.n_rows, self.n_cols = train.shape
+        self.model, self.l2 = model, l2
+        self.n_rows, self.n_cols = matrix.shape
         self.n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
-        self.crow, self.col = train.crow.to(device), train.col.to(device)
-        self.targets, self.validation = train.value.to(device), validation.to(device)
+        validation = torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation
+        self.watch = "val_rmse" if validation.any() else "train_rmse"
+        self.crow, self.col = matrix.crow.to(device), matrix.col.to(device)
+        self.targets, self.validation = matrix.value.to(device), validation.to(device)
         self.inputs = torch.where(self.validation, 0.0, self.targets)  # validation ratings hidden from the input
-        self.n_fit = int((~validation).sum())
 
     def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
-        """Adam (``name`` is "adam": fit checks it), in one fused kernel per step, with the penalty's gradient."""
+        """Adam, in one fused kernel per step, with the penalty's gradient as its weight decay."""
+        if name != "adam":
+            raise ValueError(f"the sparse path trains with Adam (optimizer='adam'), not {name}; or use a dense "
+                             "RatingMatrix (SparseRatingMatrix.to_dense()) if it fits in memory.")
         weights = [self.encoder_t, self.model.decoder.weight]
         biases = [self.model.encoder.bias, self.model.decoder.bias]
         return torch.optim.Adam([{"params": weights, "weight_decay": self.l2 / self.n_batches},
@@ -265,19 +280,19 @@ class SparseProblem:
             penalty = self.l2 / self.n_batches / 2 * sum(torch.linalg.vector_norm(w).square() for w in weights)
         return squared_error + penalty
 
-    def rmse(self) -> tuple[float, float]:
-        """RMSE on the rating scale (predictions clipped to [1, 5]) on the fitted and the validation ratings."""
+    def evaluate(self) -> dict[str, float]:
+        """RMSE on the rating scale (predictions clipped to 1-5 stars) on the fitted and the validation ratings."""
         sums, counts = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.long)
         with torch.no_grad():
             for rows in torch.arange(self.n_rows, device=self.device).split(self.EVAL_ROWS):
                 inputs, index = csr_rows(self.crow, self.col, self.inputs, rows, self.n_cols)
                 predicted = decode_at(self.model, encode(self.model, inputs), inputs)
-                squared = (predicted.clamp(1, 5) - self.targets[index]).square().double().cpu()
+                squared = (predicted.clamp(*RATING_RANGE) - self.targets[index]).square().double().cpu()
                 held_out = self.validation[index].long().cpu()  # 0: fitted, 1: validation
                 sums += torch.bincount(held_out, squared, minlength=2)
                 counts += torch.bincount(held_out, minlength=2)
         train_rmse, val_rmse = (float((s / c).sqrt()) if c else float("nan") for s, c in zip(sums, counts, strict=True))
-        return train_rmse, val_rmse
+        return {"train_rmse": train_rmse, "val_rmse": val_rmse}
 
 
 # ---------------------------------------------------------------- predictions
@@ -328,7 +343,7 @@ class SparseAutoRecPredictor(AutoRecPredictor):
     @property
     def scores(self) -> np.ndarray:
         n_users, n_items = len(self.matrix.user_ids), len(self.matrix.item_ids)
-        if n_users * n_items > DENSE_LIMIT:
+        if not fits_dense(n_users, n_items):
             raise ValueError(f"scores for all {n_users:,} x {n_items:,} pairs would take {n_users * n_items * 8 / 1e9:.0f} GB; "
                              "rank one user at a time with user_scores(user_id) (top_k does).")
         return np.stack([self.user_scores(user) for user in self.matrix.user_ids])

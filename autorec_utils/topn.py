@@ -2,7 +2,7 @@
 
 The question changes from "what rating would this user give?" to "which movies will this user pick?".
 The input becomes *implicit*: 1 where the user rated a movie (whatever the stars), 0 elsewhere, and the
-zeros now mean something ("not picked"), so there is **no mask**. Three models, one small API:
+zeros now mean something ("not picked"), so there is **no mask**. Three models, each owning its loss:
 
 - ``MultDAE``: Liang et al. (WWW 2018). Input dropout (a denoising autoencoder), one tanh hidden layer,
   a softmax over all movies trained with the multinomial log-likelihood.
@@ -10,14 +10,13 @@ zeros now mean something ("not picked"), so there is **no mask**. Three models, 
 - ``EASE``: Steck (WWW 2019), a linear autoencoder with a zero diagonal, fitted in closed form:
   B = I - P diag(1 / diag P), P = (X^T X + lambda I)^-1.
 
-``train_list_model`` fits one of them and returns a ``TrainedLists`` whose predictor has the interface
-chapter 04's ``top_k`` uses (``user_scores``); ``recommend_from_liked`` folds in a new person.
+``train_list_model`` trains a recipe with the package's one loop (``train.fit``, fed by ``ListProblem``)
+and returns a ``train.Trained`` whose ``ListPredictor`` has the interface chapter 04's functions use.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,48 +24,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .evaluate import check_k, ranking_metrics
+from .checks import check_number, check_positive_int
+from .evaluate import list_metrics
 from .matrix import RatingMatrix, rating_matrix
-from .recommend import find_movie, rank_movies
+from .model import pick_device
+from .recipes import EASERecipe, MultDAERecipe, MultVAERecipe, get_recipe
+from .splits import validation_entries
+from .train import History, Trained, fit, seed_everything
 
-__all__ = ["EASE", "LIST_MODELS", "LIST_RECIPES", "ListPredictor", "MultDAE", "MultVAE", "TrainedLists", "multinomial_loss",
-           "recommend_from_liked", "train_list_model"]
-
-
-class MultDAE(nn.Module):
-    """x (0/1 per movie) -> dropout -> L2-normalise -> tanh(hidden) -> one logit per movie (chapter 06)."""
-
-    def __init__(self, n_items: int, hidden: int = 200, dropout: float = 0.5):
-        super().__init__()
-        _check_sizes(n_items, hidden, dropout)
-        self.input_dropout = nn.Dropout(dropout)
-        self.encoder = nn.Linear(n_items, hidden)
-        self.decoder = nn.Linear(hidden, n_items)
-
-    def forward(self, picked: torch.Tensor) -> torch.Tensor:
-        code = torch.tanh(self.encoder(F.normalize(self.input_dropout(picked), dim=1)))
-        return self.decoder(code)  # logits: softmax gives the probability of each movie being the next pick
-
-
-class MultVAE(nn.Module):
-    """Mult-DAE with a variational code: the encoder gives a mean and a log-variance per hidden unit, a
-    sample z = mean + std * noise is decoded while training, the mean itself when predicting (chapter 06)."""
-
-    def __init__(self, n_items: int, hidden: int = 200, dropout: float = 0.5):
-        super().__init__()
-        _check_sizes(n_items, hidden, dropout)
-        self.input_dropout = nn.Dropout(dropout)
-        self.encoder = nn.Linear(n_items, 2 * hidden)
-        self.decoder = nn.Linear(hidden, n_items)
-        self.kl = torch.zeros(())
-
-    def forward(self, picked: torch.Tensor) -> torch.Tensor:
-        mean, log_variance = self.encoder(F.normalize(self.input_dropout(picked), dim=1)).chunk(2, dim=1)
-        mean, log_variance = torch.tanh(mean), torch.clamp(log_variance, -10, 10)
-        # KL(q(z|x) || N(0, I)), per user, kept for the loss
-        self.kl = 0.5 * (log_variance.exp() + mean.square() - 1 - log_variance).sum(dim=1).mean()
-        code = mean + torch.randn_like(mean) * (0.5 * log_variance).exp() if self.training else mean
-        return self.decoder(code)
+__all__ = ["EASE", "ListPredictor", "ListProblem", "MultDAE", "MultVAE", "multinomial_loss", "train_list_model"]
 
 
 def multinomial_loss(logits: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
@@ -75,165 +41,238 @@ def multinomial_loss(logits: torch.Tensor, picked: torch.Tensor) -> torch.Tensor
     return -(F.log_softmax(logits, dim=1) * picked).sum(dim=1).mean()
 
 
-class EASE:
-    """Embarrassingly Shallow Autoencoder (Steck 2019, chapter 06): scores = X B, with the item-item matrix
-    B that minimises ||X - X B||^2 + lambda ||B||^2 subject to diag(B) = 0, in closed form."""
+class MultDAE(nn.Module):
+    """x (0/1 per movie) -> dropout -> L2-normalise -> tanh(hidden) -> one logit per movie (chapter 06)."""
 
-    def __init__(self, l2: float = 300.0):
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 > 0:
-            raise ValueError(f"l2 (lambda) must be a positive number, got {l2!r}.")
-        self.l2 = float(l2)
+    codes_per_unit = 1  # the encoder's outputs per hidden unit (Mult-VAE: a mean and a log-variance)
+
+    def __init__(self, n_items: int, hidden: int = 200, dropout: float = 0.5):
+        super().__init__()
+        _check_sizes(n_items, hidden, dropout)
+        self.config = {"n_items": int(n_items), "hidden": int(hidden), "dropout": float(dropout)}
+        self.input_dropout = nn.Dropout(dropout)
+        self.encoder = nn.Linear(n_items, self.codes_per_unit * hidden)
+        self.decoder = nn.Linear(hidden, n_items)
+
+    def encode(self, picked: torch.Tensor) -> torch.Tensor:
+        """The hidden code of each row of picks: a learned vector per user."""
+        return torch.tanh(self.encoder(F.normalize(self.input_dropout(picked), dim=1)))
+
+    def forward(self, picked: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encode(picked))  # logits: softmax gives the probability of each movie being the next pick
+
+    def loss(self, picked: torch.Tensor) -> torch.Tensor:
+        """The model's training loss on a batch of pick rows: the multinomial loss."""
+        return multinomial_loss(self(picked), picked)
+
+    def scores(self, picked: torch.Tensor) -> torch.Tensor:
+        """Ranking scores of every movie: the log-probabilities of being picked."""
+        return F.log_softmax(self(picked), dim=1)
+
+    def user_vectors(self, picked: torch.Tensor) -> torch.Tensor:
+        return self.encode(picked)
+
+    def movie_vectors(self) -> torch.Tensor:
+        return self.decoder.weight
+
+
+class MultVAE(MultDAE):
+    """Mult-DAE with a variational code (chapter 06): the encoder gives a mean and a log-variance per hidden
+    unit; training decodes a sample z = mean + std * noise, predicting decodes the mean. The loss adds
+    beta times the KL divergence of q(z|x) from N(0, I), with beta raised linearly from 0 over the first
+    ``anneal_steps`` updates (Liang et al.'s annealing)."""
+
+    codes_per_unit = 2
+
+    def __init__(self, n_items: int, hidden: int = 200, dropout: float = 0.5, beta: float = 0.2, anneal_steps: int = 1):
+        super().__init__(n_items, hidden, dropout)
+        check_number("beta", beta, 0)
+        check_positive_int("anneal_steps", anneal_steps)
+        self.config.update(beta=float(beta), anneal_steps=int(anneal_steps))
+        self.beta, self.anneal_steps, self.updates = beta, anneal_steps, 0
+
+    def encode(self, picked: torch.Tensor) -> torch.Tensor:
+        return self._posterior(picked)[0]
+
+    def _posterior(self, picked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_variance = self.encoder(F.normalize(self.input_dropout(picked), dim=1)).chunk(2, dim=1)
+        return torch.tanh(mean), torch.clamp(log_variance, -10, 10)
+
+    def forward(self, picked: torch.Tensor) -> torch.Tensor:
+        mean, log_variance = self._posterior(picked)
+        code = mean + torch.randn_like(mean) * (0.5 * log_variance).exp() if self.training else mean
+        return self.decoder(code)
+
+    def loss(self, picked: torch.Tensor) -> torch.Tensor:
+        """-ELBO with a weighted KL: multinomial loss + beta_t KL(q(z|x) || N(0, I)), per user."""
+        mean, log_variance = self._posterior(picked)
+        code = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+        kl = 0.5 * (log_variance.exp() + mean.square() - 1 - log_variance).sum(dim=1).mean()
+        weight = self.beta * min(1.0, self.updates / self.anneal_steps)
+        self.updates += 1
+        return multinomial_loss(self.decoder(code), picked) + weight * kl
+
+
+class EASE(nn.Module):
+    """Embarrassingly Shallow Autoencoder (Steck 2019, chapter 06): scores = X B, with the item-item matrix
+    B that minimises ||X - X B||^2 + lambda ||B||^2 subject to diag(B) = 0, in closed form (``fit``)."""
+
+    def __init__(self, n_items: int, l2: float = 200.0):
+        super().__init__()
+        check_positive_int("n_items", n_items)
+        check_number("l2 (lambda)", l2, 0, low_open=True)
+        self.config = {"n_items": int(n_items), "l2": float(l2)}
+        self.register_buffer("weights", torch.zeros(n_items, n_items))  # B
 
     def fit(self, picked: torch.Tensor) -> EASE:
         gram = picked.double().T @ picked.double()
-        gram.diagonal().add_(self.l2)
-        inverse = torch.linalg.inv(gram)
-        self.weights = (-inverse / inverse.diagonal()).float()  # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj
-        self.weights.diagonal().zero_()
+        gram.diagonal().add_(self.config["l2"])
+        try:
+            inverse = torch.linalg.inv(gram)
+        except torch.linalg.LinAlgError:
+            inverse = torch.full_like(gram, float("nan"))
+        if not torch.isfinite(inverse).all():
+            raise ValueError(f"EASE's lambda = {self.config['l2']:g} is too small to invert X^T X + lambda I (movies that "
+                             "nobody picked make it singular); use a lambda of 1 or more (the tuned one is 200).")
+        weights = -inverse / inverse.diagonal()  # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj
+        weights.diagonal().zero_()
+        self.weights.copy_(weights.float())
         return self
 
-    def __call__(self, picked: torch.Tensor) -> torch.Tensor:
+    def forward(self, picked: torch.Tensor) -> torch.Tensor:
         return picked @ self.weights
 
+    def scores(self, picked: torch.Tensor) -> torch.Tensor:
+        return self(picked)
 
-LIST_MODELS = {"mult-dae": MultDAE, "mult-vae": MultVAE, "ease": EASE}
-# Settings chosen on a validation part of u1's training ratings (benchmarks/topn.py prints the grid).
-LIST_RECIPES = {
-    "ease": {"l2": 200.0},
-    "mult-dae": {"hidden": 200, "dropout": 0.0, "lr": 1e-3, "epochs": 45},
-    "mult-vae": {"hidden": 600, "dropout": 0.2, "beta": 0.2, "lr": 1e-3, "epochs": 70},
-}
+    def user_vectors(self, picked: torch.Tensor) -> torch.Tensor:
+        raise ValueError("EASE has no hidden layer, so it has no user vectors: it scores movies straight from the "
+                         "item-item matrix B. Use a Mult-DAE or an AutoRec for user embeddings; similar_movies works on EASE.")
+
+    def movie_vectors(self) -> torch.Tensor:
+        return self.weights  # row i: how much picking movie i raises every other movie's score
+
+
+class ListProblem:
+    """The list autoencoders' problem for ``train.fit`` (chapter 06): rows are users' 0/1 pick vectors,
+    shuffled into batches of ``batch_size`` users; the loss is the model's own (``model.loss``); Adam with
+    ``weight_decay``. ``validation`` (a bool per rating of ``matrix``, as ``splits.validation_entries``
+    draws it) marks the ratings held back from the input; early stopping watches the NDCG@10 of every
+    user's list against the held-back ratings of ``relevant_from`` stars or more."""
+
+    def __init__(self, model: MultDAE, matrix: RatingMatrix, validation: torch.Tensor | None = None,
+                 batch_size: int = 128, weight_decay: float = 0.0, relevant_from: float = 4.0,
+                 device: str | torch.device | None = None):
+        if not isinstance(matrix, RatingMatrix) or matrix.by != "user":
+            raise ValueError("a list model reads users' rows: pass a users x movies RatingMatrix (rating_matrix(..., by='user')).")
+        check_positive_int("batch_size", batch_size)
+        check_number("weight_decay", weight_decay, 0)
+        self.device = device = pick_device(device)
+        self.model, self.batch_size, self.weight_decay = model.to(device), batch_size, weight_decay
+        held = matrix.entry_mask(torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation)
+        picked = matrix.mask & ~held
+        self.inputs = picked.float().to(device)
+        self.candidate, self.relevant = (~picked).numpy(), (held & (matrix.values >= relevant_from)).numpy()
+        self.watch, self.mode = ("val_ndcg", "max") if self.relevant.any() else ("loss", "min")
+
+    def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
+        if name != "adam":
+            raise ValueError(f"the list autoencoders train with Adam (optimizer='adam'), not {name}.")
+        return torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=self.weight_decay)
+
+    def batches(self, generator: torch.Generator) -> list:
+        return [rows.to(self.device) for rows in torch.randperm(len(self.inputs), generator=generator).split(self.batch_size)]
+
+    def batch_loss(self, rows) -> torch.Tensor:
+        return self.model.loss(self.inputs[rows])
+
+    def evaluate(self) -> dict[str, float]:
+        """NDCG@10 on the held-back ratings (none without a validation part)."""
+        if self.watch == "loss":
+            return {}
+        with torch.no_grad():
+            scores = self.model.scores(self.inputs).double().cpu().numpy()
+        return {"val_ndcg": list_metrics(scores, self.candidate, self.relevant, k=10)["NDCG@10"]}
 
 
 class ListPredictor:
-    """Scores of a list model for every user x movie of its training matrix; higher means "more likely
-    to be picked". Not ratings: ``predict`` refuses, ``user_scores`` and ``scores`` rank (chapter 06)."""
+    """The ``Predictor`` of a list model (chapter 06): scores of every movie for every user of its training
+    matrix, read from all their training picks; higher means "more likely to be picked". Not ratings:
+    ``predict`` refuses. A user without training picks gets popularity (the number of training picks)."""
 
-    score_name = "score"
+    rates = False
+    cold_start = "the most-picked movies (popularity)"
 
-    def __init__(self, scores: torch.Tensor, matrix: RatingMatrix):
-        self.matrix = matrix
-        self.scores = scores.double().numpy()
+    def __init__(self, model: nn.Module, matrix: RatingMatrix):
+        self.model, self.matrix = model, matrix
+        self._picks = matrix.user_mask.float()
+        scores = self._scores_of(self._picks)
+        cold = ~self._picks.any(dim=1).numpy()
+        scores[cold] = self._picks.sum(dim=0).double().numpy()
+        self._scores = scores
+
+    def _scores_of(self, picks: torch.Tensor) -> np.ndarray:
+        self.model.eval()
+        with torch.no_grad():
+            return self.model.scores(picks.to(_device_of(self.model))).double().cpu().numpy()
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self._scores
 
     def user_scores(self, user_id) -> np.ndarray:
-        return self.scores[self.matrix.position_of_user(user_id)].copy()
+        return self._scores[self.matrix.position_of_user(user_id)].copy()
 
     def predict(self, user_ids, item_ids):
         raise ValueError("a list model ranks movies, it does not predict ratings: use top_k or user_scores, or a "
                          "rating model (chapter 03) for RMSE.")
 
+    def fold_in(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Scores for a new person who picked the movies at positions ``items`` (``values`` are ignored: a
+        pick is a pick); the model reads their 0/1 vector as it reads a training user's."""
+        picks = torch.zeros(1, len(self.matrix.item_ids))
+        picks[0, torch.as_tensor(items, dtype=torch.long)] = 1.0
+        return self._scores_of(picks)[0]
 
-@dataclass
-class TrainedLists:
-    """A fitted list model (chapter 06): the model, the training matrix it reads (users x movies; its mask
-    is the 0/1 input), its predictor, the settings, how long it took, and the validation NDCG per epoch."""
-
-    model: nn.Module | EASE
-    matrix: RatingMatrix
-    predictor: ListPredictor
-    settings: dict
-    seconds: float
-    history: pd.DataFrame = field(default_factory=pd.DataFrame)
-    split: str | None = None  # the canonical split it was trained on ("all": every rating), when known
-
-    def scores_for(self, picked: torch.Tensor) -> torch.Tensor:
-        """Scores of every movie for rows of 0/1 picks (users x movies), e.g. a new person's."""
-        if isinstance(self.model, EASE):
-            return self.model(picked)
-        self.model.eval()
+    def user_vectors(self) -> np.ndarray:
         with torch.no_grad():
-            return F.log_softmax(self.model(picked), dim=1)
+            return self.model.eval().user_vectors(self._picks.to(_device_of(self.model))).cpu().numpy()
+
+    def movie_vectors(self) -> np.ndarray:
+        return self.model.movie_vectors().detach().cpu().numpy().copy()
 
 
-def train_list_model(train: pd.DataFrame, kind: str = "mult-dae", user_ids=None, item_ids=None, seed: int = 0,
-                     validation: pd.DataFrame | None = None, threshold: float = 4.0, **settings) -> TrainedLists:
-    """Fit a list model on the movies each user rated in ``train`` (chapter 06).
+def train_list_model(train: pd.DataFrame, recipe: str | MultDAERecipe | EASERecipe = "Mult-DAE", user_ids=None,
+                     item_ids=None, seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
+                     **changes) -> Trained:
+    """Train a list recipe (a name from ``recipes.RECIPES``: "Mult-DAE", "Mult-VAE", "EASE", or a recipe object)
+    on the movies each user rated in ``train`` (chapter 06); ``changes`` change single settings.
 
-    ``kind``: "mult-dae", "mult-vae" or "ease". Settings: ``l2`` for EASE; ``hidden``, ``dropout``, ``epochs``,
-    ``lr``, ``batch_size``, ``weight_decay`` (and ``beta``, the KL weight reached after ``anneal_epochs``,
-    for Mult-VAE) for the others. With ``validation`` (held-out ratings of the same users, never the test
-    set), the NDCG@10 on it is recorded every ``eval_every`` epochs and the best epoch's weights kept.
+    EASE is fitted in closed form on every training rating. The autoencoders are trained by ``train.fit``
+    with early stopping on the NDCG@10 of a validation part of the training ratings (the recipe's
+    ``validation_fraction``), drawn as for the rating models; they keep their best epoch's weights.
     """
-    if kind not in LIST_MODELS:
-        raise ValueError(f"kind={kind!r} is not one of {list(LIST_MODELS)}.")
+    recipe = get_recipe(recipe, family="lists", **changes)
     started = time.perf_counter()
     matrix = rating_matrix(train, user_ids=user_ids, item_ids=item_ids)
-    picked = matrix.mask.float()
-    if kind == "ease":
-        unknown = set(settings) - {"l2"}
-        if unknown:
-            raise ValueError(f"EASE takes only l2, not {sorted(unknown)}.")
-        model = EASE(**settings).fit(picked)
-        history = pd.DataFrame()
+    seed_everything(seed)
+    if isinstance(recipe, EASERecipe):
+        model, history = EASE(matrix.shape[1], recipe.l2).fit(matrix.mask.float()), History(watch="loss")
     else:
-        model, history = _fit_autoencoder(kind, picked, matrix, train, validation, threshold, seed, **settings)
-    trained = TrainedLists(model, matrix, None, {"kind": kind, **settings}, 0.0, history)
-    trained.predictor = ListPredictor(trained.scores_for(picked), matrix)
-    trained.seconds = time.perf_counter() - started
-    return trained
+        steps_per_epoch = -(-matrix.shape[0] // recipe.batch_size)
+        model = (MultVAE(matrix.shape[1], recipe.hidden, recipe.dropout, recipe.beta, recipe.anneal_epochs * steps_per_epoch)
+                 if isinstance(recipe, MultVAERecipe) else MultDAE(matrix.shape[1], recipe.hidden, recipe.dropout))
+        validation = validation_entries(matrix.n_observed, recipe.validation_fraction, seed)
+        problem = ListProblem(model, matrix, validation, recipe.batch_size, recipe.weight_decay, recipe.relevant_from, device)
+        history = fit(problem, recipe.epochs, recipe.lr, "adam", recipe.patience, seed=seed, progress=progress)
+    return Trained(model, matrix, ListPredictor(model, matrix), recipe, history, time.perf_counter() - started, seed)
 
 
-def _fit_autoencoder(kind, picked, matrix, train, validation, threshold, seed, hidden=200, dropout=0.5, epochs=100,
-                     lr=1e-3, batch_size=128, weight_decay=0.0, beta=0.2, anneal_epochs=50, eval_every=5):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("anneal_epochs", anneal_epochs),
-                        ("eval_every", eval_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if not lr > 0 or not weight_decay >= 0 or not beta >= 0:
-        raise ValueError(f"lr must be > 0 and weight_decay, beta >= 0; got lr={lr!r}, weight_decay={weight_decay!r}, beta={beta!r}.")
-    torch.manual_seed(seed)
-    model = LIST_MODELS[kind](picked.shape[1], hidden=hidden, dropout=dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    generator = torch.Generator().manual_seed(seed)
-    rows, best, best_state = [], -1.0, None
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for batch in torch.randperm(len(picked), generator=generator).split(batch_size):
-            optimizer.zero_grad()
-            loss = multinomial_loss(model(picked[batch]), picked[batch])
-            if kind == "mult-vae":  # the KL term, annealed in from 0 to beta
-                loss = loss + beta * min(1.0, epoch / anneal_epochs) * model.kl
-            loss.backward()
-            optimizer.step()
-        if validation is not None and (epoch % eval_every == 0 or epoch == epochs):
-            model.eval()
-            with torch.no_grad():
-                scores = model(picked).double().numpy()
-            ndcg = ranking_metrics(scores, train, validation, matrix.user_ids, matrix.item_ids, k=10, threshold=threshold)["NDCG@10"]
-            rows.append({"epoch": epoch, "validation NDCG@10": ndcg})
-            if ndcg > best:
-                best, best_state = ndcg, {k: v.clone() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return model, pd.DataFrame(rows).set_index("epoch") if rows else pd.DataFrame()
-
-
-def recommend_from_liked(trained: TrainedLists, liked, movies: pd.DataFrame, k: int = 10,
-                         include_unknown: bool = False) -> pd.DataFrame:
-    """Top-``k`` for a new person from the movies they liked (ids or titles), with no retraining: the list
-    model reads their 0/1 vector as it reads a training user's (chapter 06)."""
-    check_k(k)
-    if isinstance(liked, (str, int)) or not liked:
-        raise ValueError("give at least one movie, as a list of ids or titles, e.g. ['Star Wars (1977)', 1].")
-    items = []
-    for movie in liked:
-        item = find_movie(movies, movie)
-        if item not in trained.matrix.item_index:
-            raise ValueError(f"movie {item} is not among the model's {len(trained.matrix.item_ids)} movies.")
-        if item in items:
-            raise ValueError(f"{movie!r} is movie {item}, which is already in the list; name each movie once.")
-        items.append(item)
-    picked = torch.zeros(1, len(trained.matrix.item_ids))
-    picked[0, [trained.matrix.item_index[i] for i in items]] = 1.0
-    scores = trained.scores_for(picked)[0].double().numpy()
-    return rank_movies(scores, picked[0].bool().numpy(), trained.matrix.item_ids, movies, k, include_unknown,
-                       "this person", score_name="score")
+def _device_of(model: nn.Module) -> torch.device:
+    return next(iter(model.state_dict().values())).device
 
 
 def _check_sizes(n_items: int, hidden: int, dropout: float) -> None:
-    for name, value in (("n_items", n_items), ("hidden", hidden)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    check_positive_int("n_items", n_items)
+    check_positive_int("hidden", hidden)
+    check_number("dropout", dropout, 0, 1, high_open=True)

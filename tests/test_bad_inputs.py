@@ -211,8 +211,20 @@ def test_a_duplicate_rating_with_a_checkpoint_present_blames_the_file(cli_data, 
     (lambda p: p.pop("bias"), r"has been altered: missing \['bias'\]"),
     (lambda p: p.update(surprise=1), r"has been altered: unexpected \['surprise'\]"),
     (lambda p: p["state_dict"]["decoder.weight"].fill_(float("nan")), "weights that are not finite numbers"),
-    (lambda p: p["state_dict"].update({"encoder.bias": torch.zeros(2)}), "weights do not match the stored model configuration"),
-    (lambda p: p["model_config"].update(activation="tanh"), "invalid model configuration"),
+    (lambda p: p["state_dict"].update({"encoder.bias": torch.zeros(2)}), "has weights that do not match the stored model configuration"),
+    (lambda p: p["model"]["config"].update(activation="tanh"), "invalid model configuration"),
+    # beyond the weights (issue 20): the bias baseline, the recipe, the format, and edits no shape check can see
+    (lambda p: p["bias"].pop("item_bias"), r"its bias baseline needs exactly \['item_bias', 'item_ids', 'mean'"),
+    (lambda p: p["bias"].update(user_bias=p["bias"]["user_bias"][:-1]), "bias baseline has ids and biases of different lengths"),
+    (lambda p: p["bias"]["item_bias"].__setitem__(0, float("nan")), r"bias baseline with numbers that are not finite"),
+    (lambda p: p.update(recipe="I-AutoRec"), "its recipe is not a stored recipe"),
+    (lambda p: p["recipe"].update({"class": "SVDRecipe"}), r"stores a recipe this package does not know \('SVDRecipe' is not"),
+    (lambda p: p["recipe"]["settings"].update(hidden="many"), "stores a recipe this package does not know .hidden must be"),
+    (lambda p: p["recipe"]["settings"].pop("lr"), r"stores an incomplete recipe \(missing \['lr'\]\)"),
+    (lambda p: p["recipe"]["settings"].update(residual=True), "has been altered since it was saved"),
+    (lambda p: p.update(seed=p["seed"] + 1), "has been altered since it was saved"),
+    (lambda p: p.update(format="autorec-checkpoint/4"), "written by a newer version of autorec_utils"),
+    (lambda p: p.update(format="autorec-checkpoint/2"), r"of an older format \(autorec-checkpoint/2; this version reads"),
 ])
 def test_hand_edited_checkpoints_are_refused_with_one_line(ml_folder, tmp_path, edit, message):
     train, _ = load_split("u1", ml_folder)
@@ -222,6 +234,7 @@ def test_hand_edited_checkpoints_are_refused_with_one_line(ml_folder, tmp_path, 
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path, data_path=ml_folder)
+    assert cli.main(["--checkpoint", str(path), "--data-dir", str(ml_folder.parent.parent), "--quiet"]) == 2
 
 
 # ---------------------------------------------------------------- 8. download messages

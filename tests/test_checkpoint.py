@@ -71,12 +71,35 @@ def test_mismatched_data_or_weights(trained, ml_folder, tmp_path):
     with pytest.raises(CheckpointError, match=r"was trained on other ratings than the ones given \([0-9,]+ ratings"):
         load_checkpoint(path, train=train)  # u2's training ratings, where it was trained on u1's
     payload = torch.load(path, weights_only=True)
-    payload["model_config"]["hidden"] = 7
+    payload["model"]["config"]["hidden"] = 7
     torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="weights do not match the stored model configuration"):
+    with pytest.raises(CheckpointError, match="has weights that do not match the stored model configuration"):
         load_checkpoint(path, data_path=ml_folder)
 
 
 def test_unknown_split_name(trained, tmp_path):
     with pytest.raises(ValueError, match="split 'u9' is not one of"):
         save_checkpoint(trained, tmp_path / "a.pt", split="u9")
+
+
+@pytest.mark.parametrize("recipe, settings", [("EASE", {"l2": 10.0}), ("Mult-DAE", {"hidden": 4, "epochs": 3, "batch_size": 4}),
+                                              ("Mult-VAE", {"hidden": 4, "epochs": 3, "batch_size": 4})])
+def test_a_list_model_round_trips_with_the_same_checks(ml_folder, tmp_path, recipe, settings):
+    from autorec_utils.checkpoint import load_or_train
+    from autorec_utils.topn import train_list_model
+
+    train, _ = load_split("u1", ml_folder)
+    ids = {"user_ids": load_users(ml_folder).user_id, "item_ids": load_movies(ml_folder).item_id}
+    original = train_list_model(train, recipe, progress=False, **ids, **settings)
+    path = save_checkpoint(original, tmp_path / "lists.pt", split="u1")
+    loaded = load_checkpoint(path, data_path=ml_folder)
+    assert type(loaded.model) is type(original.model) and loaded.recipe == original.recipe
+    assert np.array_equal(loaded.predictor.scores, original.predictor.scores)
+    assert loaded.history.records == original.history.records and loaded.bias is None
+    again, how = load_or_train(path, train, recipe, split="u1", data_path=ml_folder, **ids, **settings)
+    assert how.startswith("loaded ") and np.array_equal(again.predictor.scores, original.predictor.scores)
+    payload = torch.load(path, weights_only=True)
+    payload["model"]["config"]["n_items"] = 5
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="has weights that do not match the stored model configuration"):
+        load_checkpoint(path, data_path=ml_folder)

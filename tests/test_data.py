@@ -177,7 +177,7 @@ def test_user_matrix_values_mask_and_maps(small_ratings):
     expected = torch.tensor([[5, 0, 3], [0, 4, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.float32)
     assert torch.equal(m.values, expected)
     assert torch.equal(m.mask, expected > 0) and m.mask.dtype == torch.bool
-    assert m.user_index == {1: 0, 2: 1, 5: 2, 7: 3} and m.item_index == {10: 0, 20: 1, 30: 2}
+    assert list(m.user_positions([1, 2, 5, 7, 3])) == [0, 1, 2, 3, -1] and list(m.item_positions([10, 20, 30])) == [0, 1, 2]
     assert m.n_observed == 4 and m.density == pytest.approx(4 / 12)
     pd.testing.assert_frame_equal(m.to_frame(), small_ratings, check_dtype=False)
 
@@ -185,7 +185,7 @@ def test_user_matrix_values_mask_and_maps(small_ratings):
 def test_item_matrix_is_the_transpose(small_ratings):
     users, items = rating_matrix(small_ratings), rating_matrix(small_ratings, by="item")
     assert items.by == "item" and items.shape == (3, 3)
-    assert torch.equal(items.values, users.values.T) and items.user_index == users.user_index
+    assert torch.equal(items.values, users.values.T) and np.array_equal(items.user_ids, users.user_ids)
     pd.testing.assert_frame_equal(items.to_frame(), users.to_frame())
     assert torch.equal(items.transpose().values, users.values)
 

@@ -8,7 +8,8 @@ import torch
 from autorec_utils.evaluate import AutoRecPredictor, BiasBaseline, GlobalMean, mae, rmse, score
 from autorec_utils.matrix import rating_matrix
 from autorec_utils.model import AutoRec, autorec_objective, masked_squared_error
-from autorec_utils.train import fit, pick_device, seed_everything
+from autorec_utils.splits import validation_entries
+from autorec_utils.train import DenseProblem, fit, pick_device, seed_everything
 
 
 @pytest.fixture
@@ -60,12 +61,12 @@ def test_l2_term_matches_the_formula():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_inputs": 0}, "n_inputs must be a positive integer"),
-    ({"n_inputs": 5, "hidden": 0}, "hidden must be a positive integer, got 0"),
-    ({"n_inputs": 5, "hidden": -3}, "hidden must be a positive integer"),
-    ({"n_inputs": 5, "hidden": 2.5}, "hidden must be a positive integer"),
+    ({"n_inputs": 0}, "n_inputs must be a positive whole number"),
+    ({"n_inputs": 5, "hidden": 0}, "hidden must be a positive whole number, got 0"),
+    ({"n_inputs": 5, "hidden": -3}, "hidden must be a positive whole number"),
+    ({"n_inputs": 5, "hidden": 2.5}, "hidden must be a positive whole number"),
     ({"n_inputs": 5, "activation": "tanhh"}, "activation='tanhh' is not one of"),
-    ({"n_inputs": 5, "dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"n_inputs": 5, "dropout": 1.0}, "dropout must be a finite number >= 0 and < 1"),
 ])
 def test_bad_model_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -79,12 +80,19 @@ def test_wrong_input_length_says_how_to_fix():
 
 # ---------------------------------------------------------------- fit
 
+def fit_toy(model, matrix, validation_fraction=0.0, seed=0, l2=1.0, batch_size=None, baseline=None, **loop):
+    """The dense problem on a toy matrix, with its validation part drawn as train_autorec draws it, then fit()."""
+    validation = validation_entries(matrix.n_observed, validation_fraction, seed)
+    problem = DenseProblem(model, matrix, validation, l2=l2, batch_size=batch_size, baseline=baseline)
+    return fit(problem, seed=seed, progress=False, **loop)
+
+
 def test_tiny_matrix_is_fitted_to_near_zero_training_error(toy):
     seed_everything(0)
     matrix = rating_matrix(toy)
     model = AutoRec(matrix.shape[1], hidden=8, activation="sigmoid")
-    history = fit(model, matrix, epochs=3000, lr=0.03, l2=0.0, validation_fraction=0, patience=3000, progress=False)
-    assert history.best["train_rmse"] < 0.05
+    history = fit_toy(model, matrix, epochs=3000, lr=0.03, l2=0.0, patience=3000)
+    assert history.best["train_rmse"] < 0.05 and history.watch == "train_rmse"  # nothing held out: it watches training
     predicted = AutoRecPredictor(model, matrix).predict(toy.user_id, toy.item_id)
     assert rmse(predicted, toy.rating) < 0.05
 
@@ -94,7 +102,7 @@ def test_same_seed_same_history(toy, options):
     def run(seed):
         seed_everything(seed)
         model = AutoRec(5, hidden=4, dropout=0.1)
-        return fit(model, rating_matrix(toy), epochs=15, validation_fraction=0.2, seed=seed, progress=False, **options).to_frame()
+        return fit_toy(model, rating_matrix(toy), epochs=15, validation_fraction=0.2, seed=seed, **options).to_frame()
 
     first, second = run(1), run(1)
     pd.testing.assert_frame_equal(first.drop(columns="seconds"), second.drop(columns="seconds"))
@@ -105,47 +113,81 @@ def test_same_seed_same_history(toy, options):
 def test_early_stopping_restores_the_best_epoch(toy):
     seed_everything(0)
     model = AutoRec(5, hidden=16)
-    history = fit(model, rating_matrix(toy), epochs=400, lr=0.05, l2=0.0, validation_fraction=0.3, patience=5, progress=False)
+    history = fit_toy(model, rating_matrix(toy), epochs=400, lr=0.05, l2=0.0, validation_fraction=0.3, patience=5)
     frame = history.to_frame()
     assert history.stopped_early and len(frame) == history.best_epoch + 5
     assert frame.val_rmse.idxmin() == history.best_epoch
+    with torch.no_grad():  # the weights are the best epoch's, not the last one's
+        assert DenseProblem(model, rating_matrix(toy), validation_entries(11, 0.3, 0)).evaluate() == pytest.approx(
+            {k: history.best[k] for k in ("train_rmse", "val_rmse")})
 
 
 def test_validation_ratings_are_hidden_from_training(toy):
     matrix = rating_matrix(toy)
+    validation = validation_entries(matrix.n_observed, 0.3, seed=0)
     seed_everything(0)
     model = AutoRec(5, hidden=4)
-    history = fit(model, matrix, epochs=2, validation_fraction=0.3, progress=False)
-    assert np.isfinite(history.best["val_rmse"])
-    assert history.best["loss_per_rating"] * 8 == pytest.approx(history.best["loss"], rel=1e-6)  # 11 - round(3.3) = 8 fitted
+    problem = DenseProblem(model, matrix, validation)
+    changed = rating_matrix(toy.assign(rating=np.where(matrix.entry_mask(validation)[matrix.mask].numpy(), 1.0, toy.rating)))
+    other = DenseProblem(model, changed, validation)  # the same ratings but for the validation ones
+    assert torch.equal(problem.inputs, other.inputs)
+    assert torch.equal(problem.batch_loss(slice(None)), other.batch_loss(slice(None)))
+    assert problem.evaluate()["val_rmse"] != other.evaluate()["val_rmse"]
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"epochs": 0}, ValueError, "epochs must be a positive integer, got 0"),
-    ({"patience": -1}, ValueError, "patience must be a positive integer"),
-    ({"lr": 0}, ValueError, "lr must be positive"),
-    ({"l2": -1.0}, ValueError, r"l2 \(lambda\) must be >= 0, got -1.0"),
-    ({"batch_size": 0}, ValueError, "batch_size must be a positive integer or None"),
-    ({"optimizer": "sgd"}, ValueError, "optimizer='sgd' is not one of"),
-    ({"optimizer": "lbfgs", "batch_size": 2}, ValueError, "lbfgs is a full-batch method"),
-    ({"validation_fraction": 1.0}, ValueError, r"validation_fraction must be in \[0, 1\)"),
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be a positive whole number, got 0"),
+    ({"patience": -1}, "patience must be a positive whole number"),
+    ({"lr": 0}, "lr must be a finite number > 0"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    ({"optimizer": "sgd"}, "optimizer='sgd' is not one of"),
+    ({"lr_decay": 0}, r"lr_decay must be a finite number > 0 and <= 1"),
+    ({"lr_decay": 1.5}, r"lr_decay must be a finite number > 0 and <= 1"),
 ])
-def test_bad_fit_arguments(toy, kwargs, error, message):
-    with pytest.raises(error, match=message):
-        fit(AutoRec(5, hidden=2), rating_matrix(toy), progress=False, **kwargs)
+def test_bad_fit_arguments(toy, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit(DenseProblem(AutoRec(5, hidden=2), rating_matrix(toy)), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"l2": -1.0}, r"l2 \(lambda\) must be a finite number >= 0, got -1.0"),
+    ({"batch_size": 0}, r"batch_size must be a positive whole number or None \(full batch\)"),
+    ({"validation": torch.zeros(3, dtype=torch.bool)}, "validation must be a bool tensor with one entry per rating"),
+])
+def test_bad_problem_arguments(toy, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DenseProblem(AutoRec(5, hidden=2), rating_matrix(toy), **kwargs)
+
+
+def test_a_full_batch_optimiser_on_mini_batches_is_refused(toy):
+    with pytest.raises(ValueError, match="lbfgs is a full-batch method"):
+        fit(DenseProblem(AutoRec(5, hidden=2), rating_matrix(toy), batch_size=2), optimizer="lbfgs", progress=False)
 
 
 def test_shape_mismatch_between_model_and_matrix(toy):
     with pytest.raises(ValueError, match=r"reads vectors of length 4 but each row of the matrix has 5 entries \(by='user'\)"):
-        fit(AutoRec(4, hidden=2), rating_matrix(toy), progress=False)
+        DenseProblem(AutoRec(4, hidden=2), rating_matrix(toy))
     with pytest.raises(TypeError, match="must be a RatingMatrix"):
-        fit(AutoRec(4, hidden=2), toy, progress=False)
+        DenseProblem(AutoRec(4, hidden=2), toy)
 
 
-def test_device_choice():
+def test_a_diverging_run_stops_with_a_clear_error(toy):
+    seed_everything(0)
+    with pytest.raises(FloatingPointError, match="the loss became (nan|inf) at epoch \\d+; lower the learning rate"):
+        fit_toy(AutoRec(5, hidden=4, activation="identity"), rating_matrix(toy), epochs=20, lr=1e20)
+
+
+def test_device_choice(monkeypatch):
     assert pick_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    assert pick_device().type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")  # CUDA first, where there is one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device() == torch.device("mps") and pick_device(sparse=True) == torch.device("cpu")  # no sparse kernels on MPS
+    with pytest.raises(ValueError, match="the sparse path runs on CUDA or the CPU"):
+        pick_device("mps", sparse=True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device() == torch.device("cpu")
 
 
 # ---------------------------------------------------------------- predictions, metrics, baselines
@@ -160,7 +202,8 @@ def test_cold_start_gets_the_documented_fallback(toy):
     predicted = predictor.predict([1, 9, 2, 77], [3, 1, 1, 1])  # cold movie, cold user, known, unknown id
     assert predicted[0] == predicted[1] == predicted[3] == pytest.approx(train.rating.mean())
     assert AutoRecPredictor(model, matrix, fallback=3.0).predict([9], [1])[0] == 3.0
-    assert 1 <= predicted[2] <= 5
+    with torch.no_grad():  # a known pair gets the model's own reconstruction, clipped
+        assert predicted[2] == pytest.approx(float(model(matrix.values)[1, 0].clamp(1, 5)))
 
 
 def test_item_based_predictor_reads_the_same_entries(toy):
@@ -170,7 +213,8 @@ def test_item_based_predictor_reads_the_same_entries(toy):
     predicted = AutoRecPredictor(model, items).predict([1, 4], [2, 5])
     with torch.no_grad():
         reconstruction = model(items.values).clamp(1, 5)
-    expected = [reconstruction[items.item_index[2], items.user_index[1]], reconstruction[items.item_index[5], items.user_index[4]]]
+    expected = [reconstruction[items.item_positions(2), items.user_positions(1)],
+                reconstruction[items.item_positions(5), items.user_positions(4)]]
     assert np.allclose(predicted, expected)
     with pytest.raises(ValueError, match="reads vectors of length 4 but the matrix has 5 columns"):
         AutoRecPredictor(model, rating_matrix(toy))
@@ -201,57 +245,46 @@ def test_residual_learning_adds_the_baseline_back(toy):
     bias = BiasBaseline().fit(toy)
     baseline = bias.predict_matrix(matrix)
     assert baseline.shape == matrix.shape
-    assert np.allclose(baseline[matrix.user_index[1], matrix.item_index[3]], bias.predict([1], [3]))
+    assert np.allclose(baseline[matrix.user_positions(1), matrix.item_positions(3)], bias.predict([1], [3]))
     assert torch.equal(bias.predict_matrix(matrix.transpose()), baseline.T)
     seed_everything(0)
     model = AutoRec(5, hidden=3)
-    history = fit(model, matrix, epochs=5, baseline=baseline, validation_fraction=0, progress=False)
-    predictor = AutoRecPredictor(model, matrix, baseline=baseline)
+    history = fit_toy(model, matrix, epochs=5, baseline=baseline)
+    predictor = AutoRecPredictor(model, matrix, baseline=bias)
     with torch.no_grad():
         expected = (model((matrix.values - baseline) * matrix.mask) + baseline).clamp(1, 5)
-    assert np.allclose(predictor.predict([2], [5]), expected[matrix.user_index[2], matrix.item_index[5]])
+    assert np.allclose(predictor.predict([2], [5]), expected[matrix.user_positions(2), matrix.item_positions(5)])
     assert history.best["train_rmse"] == pytest.approx(rmse(predictor.predict(toy.user_id, toy.item_id), toy.rating), abs=1e-5)
     with pytest.raises(ValueError, match=r"baseline has shape \(5, 4\), the matrix \(4, 5\)"):
-        fit(model, matrix, baseline=baseline.T, progress=False)
-
-
-@pytest.mark.parametrize("decay", [0, 1.5])
-def test_lr_decay_must_be_a_factor(toy, decay):
-    with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\]"):
-        fit(AutoRec(5, hidden=2), rating_matrix(toy), lr_decay=decay, progress=False)
+        DenseProblem(model, matrix, baseline=baseline.T)
 
 
 # ---------------------------------------------------------------- recipes
 
-def test_train_autorec_runs_a_recipe_with_overrides(ml_folder):
+def test_train_autorec_runs_a_recipe_with_changes(ml_folder):
     from autorec_utils.load import load_users
+    from autorec_utils.recipes import RECIPES
     from autorec_utils.splits import load_split
-    from autorec_utils.train import RECIPES, train_autorec
+    from autorec_utils.train import train_autorec
 
     train, test = load_split("u1", ml_folder)
     trained = train_autorec(train, "I-AutoRec", user_ids=load_users(ml_folder).user_id, progress=False, epochs=3, hidden=6)
     assert trained.model.config["hidden"] == 6 and trained.matrix.by == "item"
-    assert trained.recipe["epochs"] == 3 and RECIPES["I-AutoRec"]["hidden"] == 500  # the recipe itself is untouched
+    assert trained.recipe == RECIPES["I-AutoRec"].replace(epochs=3, hidden=6) and RECIPES["I-AutoRec"].hidden == 500
+    assert trained.settings["lr_decay"] == 0.99  # the tuned settings that were not changed
     assert len(trained.history.records) == 3 and trained.seconds > 0
     assert trained.predictor.fallback is trained.bias  # I-AutoRec falls back on the bias baseline
     assert np.isfinite(score(trained.predictor, test)["RMSE"])
 
 
-def test_refit_trains_again_on_every_training_rating(ml_folder):
-    from autorec_utils.splits import load_split
-    from autorec_utils.train import train_autorec
-
-    train, _ = load_split("u1", ml_folder)
-    once = train_autorec(train, "U-AutoRec (residual)", progress=False, epochs=4, hidden=3, refit=False)
-    twice = train_autorec(train, "U-AutoRec (residual)", progress=False, epochs=4, hidden=3, refit=True)
-    assert once.history.best_epoch == twice.history.best_epoch  # the first pass is the same
-    assert not torch.equal(once.model.decoder.weight, twice.model.decoder.weight)  # then retrained on all ratings
-
-
 @pytest.mark.parametrize("kwargs, message", [
-    ({"recipe": "V-AutoRec"}, r"recipe 'V-AutoRec' is not one of \['U-AutoRec', 'U-AutoRec \(residual\)'"),
-    ({"recipe": "I-AutoRec", "hiden": 5}, r"unknown setting\(s\) \['hiden'\]"),
-    ({"recipe": "I-AutoRec", "fallback": "zero"}, "fallback='zero': use 'mean' or 'bias'"),
+    ({"recipe": "V-AutoRec"}, r"there is no recipe 'V-AutoRec'; the named ones are 'U-AutoRec', 'U-AutoRec \(residual\)'"),
+    ({"recipe": "I-AutoRec", "hiden": 5}, r"AutoRecRecipe has no setting\(s\) \['hiden'\]; its settings are by, hidden"),
+    ({"recipe": "I-AutoRec", "fallback": "zero"}, r"fallback='zero' is not one of \['mean', 'bias'\]"),
+    ({"recipe": "I-AutoRec", "epochs": 2.5}, "epochs must be a positive whole number, got 2.5"),
+    ({"recipe": "I-AutoRec", "l2": float("inf")}, "l2 must be a finite number >= 0, got inf"),
+    ({"recipe": "I-AutoRec", "optimizer": "lbfgs", "batch_size": 64}, "lbfgs is a full-batch method"),
+    ({"recipe": "EASE"}, "EASERecipe is a recipe for a lists model: train it with train_list_model"),
 ])
 def test_train_autorec_bad_arguments(toy, kwargs, message):
     from autorec_utils.train import train_autorec
@@ -260,9 +293,21 @@ def test_train_autorec_bad_arguments(toy, kwargs, message):
         train_autorec(toy, progress=False, **kwargs)
 
 
+def test_recipes_have_one_meaning_in_both_families():
+    from autorec_utils.recipes import RECIPES, MultDAERecipe, Recipe, get_recipe
+
+    assert get_recipe("mult-vae") is RECIPES["Mult-VAE"]  # names in any case
+    for name, recipe in RECIPES.items():  # what a checkpoint stores rebuilds the same recipe
+        assert Recipe.from_settings(type(recipe).__name__, recipe.settings()) == recipe, name
+    with pytest.raises(ValueError, match=r"MultDAERecipe has no setting\(s\) \['beta', 'l2'\]"):
+        MultDAERecipe().replace(l2=1.0, beta=0.2)  # settings a model does not take are refused, by name
+    assert RECIPES["Mult-DAE"].replace(epochs=np.int64(7)).epochs == 7 and isinstance(
+        RECIPES["Mult-DAE"].replace(epochs=np.int64(7)).epochs, int)  # numpy numbers are stored as plain ones
+
+
 def test_the_validation_ratings_cannot_move_the_residual_baseline(ml_folder):
     """Early stopping watches the validation ratings, so nothing the model starts from may have seen them."""
-    from autorec_utils.splits import load_split, validation_entries
+    from autorec_utils.splits import load_split
     from autorec_utils.train import train_autorec
 
     train, _ = load_split("u1", ml_folder)
@@ -272,25 +317,26 @@ def test_the_validation_ratings_cannot_move_the_residual_baseline(ml_folder):
     changed = train.assign(rating=np.where(held_out, 6 - train.rating, train.rating))  # 1 <-> 5, 2 <-> 4
     settings = {"epochs": 3, "hidden": 3, "progress": False}
 
-    def biases(ratings, refit):
-        bias = train_autorec(ratings, "U-AutoRec (residual)", refit=refit, **settings).bias
+    def biases(ratings, **change):
+        bias = train_autorec(ratings, "U-AutoRec (residual)", **settings, **change).bias
         return np.concatenate([[bias.mean_], bias.user_bias_, bias.item_bias_])
 
-    assert np.array_equal(biases(train, refit=False), biases(changed, refit=False))
-    assert not np.array_equal(biases(train, refit=True), biases(changed, refit=True))  # the refit sees every rating
+    assert np.array_equal(biases(train), biases(changed))
+    assert not np.array_equal(biases(train, validation_fraction=0.0), biases(changed, validation_fraction=0.0))
 
 
-def test_hold_out_draws_what_fit_validates_on(toy):
+def test_hold_out_gives_the_masks_fit_validates_on(toy):
     from autorec_utils.train import hold_out
 
     matrix = rating_matrix(toy)
-    fit_mask, validation = hold_out(matrix, fraction=0.3, seed=4)
-    assert not (fit_mask & validation).any() and torch.equal(fit_mask | validation, matrix.mask)
-    assert int(validation.sum()) == round(0.3 * 11)
+    validation = validation_entries(matrix.n_observed, 0.3, seed=4)
+    fit_mask, validation_mask = hold_out(matrix, validation)
+    assert not (fit_mask & validation_mask).any() and torch.equal(fit_mask | validation_mask, matrix.mask)
+    assert int(validation_mask.sum()) == round(0.3 * 11)
     seed_everything(0)
     model = AutoRec(5, hidden=3)
-    history = fit(model, matrix, epochs=1, validation_fraction=0.3, seed=4, progress=False)
+    history = fit_toy(model, matrix, epochs=1, validation_fraction=0.3, seed=4)
     with torch.no_grad():
         predicted = model(matrix.values * fit_mask).clamp(1, 5)
-    expected = (predicted - matrix.values)[validation].square().mean().sqrt()
+    expected = (predicted - matrix.values)[validation_mask].square().mean().sqrt()
     assert history.records[0]["val_rmse"] == pytest.approx(float(expected), rel=1e-5)

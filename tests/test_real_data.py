@@ -47,8 +47,8 @@ def test_sparse_and_dense_paths_agree_on_ml100k(ml100k):
     from autorec_utils.matrix import rating_matrix
     from autorec_utils.model import AutoRec
     from autorec_utils.sparse import sparse_rating_matrix
-    from autorec_utils.splits import load_split
-    from autorec_utils.train import fit, seed_everything
+    from autorec_utils.splits import load_split, validation_entries
+    from autorec_utils.train import autorec_problem, fit, seed_everything
 
     train, test = load_split("u1", ml100k)
     ids = {"user_ids": load_users(ml100k).user_id, "item_ids": load_movies(ml100k).item_id}
@@ -57,7 +57,8 @@ def test_sparse_and_dense_paths_agree_on_ml100k(ml100k):
     for matrix in (dense, sparse_rating_matrix(train, by="item", **ids)):
         seed_everything(0)
         model = AutoRec(matrix.shape[1], hidden=100)
-        history = fit(model, matrix, epochs=15, lr=1e-2, l2=100.0, batch_size=256, progress=False)
+        problem = autorec_problem(model, matrix, validation_entries(matrix.n_observed, 0.05, 0), l2=100.0, batch_size=256)
+        history = fit(problem, epochs=15, lr=1e-2, progress=False)
         results.append((history.best["val_rmse"], score(AutoRecPredictor(model, dense), test)["RMSE"], model))
     (dense_val, dense_test, dense_model), (sparse_val, sparse_test, sparse_model) = results
     assert abs(dense_val - sparse_val) < 0.002 and abs(dense_test - sparse_test) < 0.002

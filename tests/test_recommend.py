@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from autorec_utils import __main__ as cli
-from autorec_utils.evaluate import _top_columns, popularity_scores, random_scores, ranking_metrics
+from autorec_utils.evaluate import popularity_scores, random_scores, ranking_metrics, top_k_columns
 from autorec_utils.load import load_movies, load_users
 from autorec_utils.recommend import (
     find_movie,
@@ -45,11 +45,12 @@ def test_top_k_never_recommends_rated_or_unknown_movies(setting, recipe):
         everything = top_k(trained, user, movies, k=len(movies))
         assert not rated & set(everything.item_id) and 4 not in set(everything.item_id)  # movie 4 is 'unknown'
         assert set(everything.item_id) == set(movies.item_id) - rated - {4}
-        assert everything.predicted_rating.between(1, 5).all() and list(everything["rank"]) == list(range(1, len(everything) + 1))
+        assert list(everything["rank"]) == list(range(1, len(everything) + 1))
         assert list(everything.columns) == ["rank", "item_id", "title", "year", "genres", "predicted_rating"]
-        scores = trained.predictor.scores[trained.matrix.user_index[user]]
-        ordered = scores[[trained.matrix.item_index[m] for m in everything.item_id]]
+        scores = trained.predictor.scores[trained.matrix.user_positions(user)]
+        ordered = scores[trained.matrix.item_positions(everything.item_id)]
         assert np.all(np.diff(ordered) <= 0)  # best first
+        assert np.array_equal(everything.predicted_rating, np.clip(ordered, 1, 5))  # the model's own scores, shown as stars
     with_unknown = top_k(trained, 1, movies, k=len(movies), include_unknown=True)
     assert 4 in set(with_unknown.item_id) or 4 in set(train.item_id[train.user_id == 1])
 
@@ -196,7 +197,7 @@ def test_top_columns_is_the_head_of_a_stable_sort(k):
     scores[5, :] = -np.inf
     scores[7, 3] = np.nan
     expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    got = _top_columns(scores, k)
+    got = top_k_columns(scores, k)
     finite = np.isfinite(np.take_along_axis(scores, expected, axis=1))
     assert got.shape == expected.shape and np.array_equal(got[finite], expected[finite])
     assert np.array_equal(finite, np.isfinite(np.take_along_axis(scores, got, axis=1)))
@@ -281,8 +282,12 @@ def test_cli_recommends_with_the_list_model(cli_data, capsys):
     assert cli.main(["--variant", "L", "--user", "6", "-k", "3", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Top 3 for user 6 (EASE, trained on all ratings):") and "score" in out.splitlines()[1]
+    assert (cli_data / "checkpoints" / "ease_all.pt").is_file()
+    assert cli.main(["--variant", "L", "--user", "6", "-k", "3"]) == 0  # the second run loads it, not refits
+    captured = capsys.readouterr()
+    assert "loaded" in captured.err and captured.out == out
     assert cli.main(["--variant", "L", "--epochs", "5", "--quiet"]) == 2
-    assert "takes no --checkpoint or --epochs" in capsys.readouterr().err
+    assert "EASE) is fitted in closed form: it takes no --epochs" in capsys.readouterr().err
 
 
 def test_cli_help_says_which_model_for_what(capsys):
@@ -290,3 +295,70 @@ def test_cli_help_says_which_model_for_what(capsys):
         cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "makes the best lists" in text and "makes the best rating predictions" in text
+
+
+# ---------------------------------------------------------------- one interface for every model
+
+@pytest.fixture
+def three_models(setting):
+    """A rating model and two list models, each small: every chapter-04 function must work on each or say why not."""
+    from autorec_utils.topn import train_list_model
+
+    train, _, users, movies = setting
+    ids = {"user_ids": users.user_id, "item_ids": movies.item_id}
+    return {"I-AutoRec": trained_on(setting, "I-AutoRec"), "U-AutoRec": trained_on(setting, "U-AutoRec"),
+            "EASE": train_list_model(train, "EASE", l2=10.0, **ids),
+            "Mult-DAE": train_list_model(train, "Mult-DAE", hidden=4, epochs=3, batch_size=4, progress=False, **ids)}
+
+
+CALLS = {
+    "top_k": lambda t, m: top_k(t, 1, m, k=3),
+    "similar_movies": lambda t, m: similar_movies(t, 7, m, k=3, min_ratings=1),
+    "user_embeddings": lambda t, m: user_embeddings(t),
+    "movie_embeddings": lambda t, m: __import__("autorec_utils.recommend").recommend.movie_embeddings(t),
+    "recommend_for_new_user": lambda t, m: recommend_for_new_user(t, {1: 5, 3: 2}, m, k=3),
+    "recommend_from_liked": lambda t, m: __import__("autorec_utils.recommend").recommend.recommend_from_liked(t, [1, 3], m, k=3),
+}
+EXPECTED_REFUSALS = {  # (model, function): what the ValueError says to do instead
+    ("I-AutoRec", "recommend_for_new_user"): "use a U-AutoRec model",
+    ("I-AutoRec", "recommend_from_liked"): "use recommend_for_new_user",
+    ("U-AutoRec", "recommend_from_liked"): "use recommend_for_new_user",
+    ("EASE", "user_embeddings"): "EASE has no hidden layer",
+    ("EASE", "recommend_for_new_user"): "use recommend_from_liked",
+    ("Mult-DAE", "recommend_for_new_user"): "use recommend_from_liked",
+}
+
+
+@pytest.mark.parametrize("function", CALLS)
+@pytest.mark.parametrize("model", ["I-AutoRec", "U-AutoRec", "EASE", "Mult-DAE"])
+def test_every_chapter_04_function_works_on_every_model_or_says_what_to_use(three_models, setting, model, function):
+    movies = setting[3]
+    trained = three_models[model]
+    refusal = EXPECTED_REFUSALS.get((model, function))
+    if refusal:
+        with pytest.raises(ValueError, match=refusal):
+            CALLS[function](trained, movies)
+        return
+    result = CALLS[function](trained, movies)
+    if isinstance(result, pd.DataFrame):
+        assert len(result) == 3 and not {1, 3, 7} & set(result.item_id) - set(setting[0].item_id[setting[0].user_id == 1])
+    else:
+        rows = {"user_embeddings": 12, "movie_embeddings": 30}[function]
+        assert result.shape[0] == rows and np.isfinite(result).all()
+
+
+@pytest.mark.parametrize("model", ["I-AutoRec", "EASE", "Mult-DAE"])
+def test_a_user_without_training_ratings_gets_the_fallback_with_a_note(setting, model):
+    from autorec_utils.topn import train_list_model
+
+    train, _, users, movies = setting
+    ids = {"user_ids": users.user_id, "item_ids": movies.item_id}
+    without_user_1 = train[train.user_id != 1]
+    trained = (train_list_model(without_user_1, model, **({"l2": 10.0} if model == "EASE" else {"hidden": 4, "epochs": 2}),
+                                progress=False, **ids) if model != "I-AutoRec" else
+               train_autorec(without_user_1, model, progress=False, **ids, **QUICK))
+    with pytest.warns(UserWarning, match="user 1 has no training ratings: .* gets (the bias baseline|the most-picked movies)"):
+        found = top_k(trained, 1, movies, k=3)
+    if model != "I-AutoRec":  # a list model falls back on popularity: the most-picked movies come first
+        counts = without_user_1.item_id.value_counts()
+        assert found.item_id.tolist() == counts[counts.index != 4].sort_index().sort_values(ascending=False, kind="stable").index[:3].tolist()

@@ -22,8 +22,8 @@ from autorec_utils.sparse import (
     sparse_rating_matrix,
     store_encoder_by_input,
 )
-from autorec_utils.splits import load_split
-from autorec_utils.train import TrainedAutoRec, fit, random_splits_rmse, seed_everything, train_autorec
+from autorec_utils.splits import load_split, validation_entries
+from autorec_utils.train import Trained, autorec_problem, fit, random_splits_rmse, seed_everything, train_autorec
 
 IDS = {"user_ids": np.arange(1, 13), "item_ids": np.arange(1, 31)}  # the fixture's users and movies
 
@@ -41,7 +41,7 @@ def test_sparse_matrix_holds_the_same_ratings(small_ratings, by):
     assert sparse.density == pytest.approx(5 / 12)
     assert torch.equal(sparse.to_dense().values, dense.values) and torch.equal(sparse.to_dense().mask, dense.mask)
     assert torch.equal(sparse.transpose().to_dense().values, dense.transpose().values)
-    assert sparse.user_index == dense.user_index and sparse.item_index == dense.item_index
+    assert np.array_equal(sparse.user_ids, dense.user_ids) and np.array_equal(sparse.item_ids, dense.item_ids)
     again = SparseRatingMatrix.from_dense(dense)
     assert torch.equal(again.crow, sparse.crow) and torch.equal(again.col, sparse.col) and torch.equal(again.value, sparse.value)
     for a, b in zip(sparse.entries(), dense.entries(), strict=True):  # the same row-major order of the ratings
@@ -62,11 +62,11 @@ def test_sparse_matrix_rejects_what_the_dense_one_rejects(small_ratings):
         sparse_rating_matrix(small_ratings).rated_items(3)
 
 
-def run(matrix, **options):
+def run(matrix, batch_size=None, **options):
     seed_everything(3)
     model = AutoRec(matrix.shape[1], hidden=6)
-    settings = {"epochs": 25, "lr": 0.02, "l2": 0.5, "validation_fraction": 0.2, "patience": 25, **options}
-    history = fit(model, matrix, progress=False, seed=3, **settings)
+    problem = autorec_problem(model, matrix, validation_entries(matrix.n_observed, 0.2, 3), l2=0.5, batch_size=batch_size)
+    history = fit(problem, progress=False, seed=3, **{"epochs": 25, "lr": 0.02, "patience": 25, **options})
     return model, history.to_frame().drop(columns="seconds")
 
 
@@ -82,6 +82,8 @@ def test_sparse_and_dense_paths_minimise_the_same_objective(ml_folder, by, optio
 
 
 def test_the_path_follows_the_matrix_and_the_recipe_decides_by_size(ml_folder, monkeypatch):
+    from autorec_utils import sparse as sparse_module
+
     train, _ = load_split("u1", ml_folder)
     used = []
     for name in ("DenseProblem", "SparseProblem"):
@@ -91,7 +93,7 @@ def test_the_path_follows_the_matrix_and_the_recipe_decides_by_size(ml_folder, m
     run(sparse_rating_matrix(train))
     settings = {"epochs": 2, "hidden": 3, "batch_size": 4, "progress": False}
     assert isinstance(train_autorec(train, "I-AutoRec", **settings).matrix, training.RatingMatrix)
-    monkeypatch.setattr(training, "DENSE_LIMIT", 10)  # 12 users x 30 movies is now "too big"
+    monkeypatch.setattr(sparse_module, "DENSE_LIMIT", 10)  # 12 users x 30 movies is now "too big"
     assert isinstance(train_autorec(train, "I-AutoRec", **settings).matrix, SparseRatingMatrix)
     assert used == ["DenseProblem", "SparseProblem", "DenseProblem", "SparseProblem"]
 
@@ -100,12 +102,12 @@ def test_what_the_sparse_path_refuses(ml_folder):
     train, _ = load_split("u1", ml_folder)
     matrix = sparse_rating_matrix(train)
     model = AutoRec(matrix.shape[1], hidden=4)
-    with pytest.raises(ValueError, match="the sparse path trains with Adam on the ratings themselves"):
-        fit(model, matrix, optimizer="rprop", progress=False)
-    with pytest.raises(ValueError, match="the sparse path trains with Adam on the ratings themselves"):
-        fit(model, matrix, baseline=torch.zeros(matrix.shape), progress=False)
+    with pytest.raises(ValueError, match=r"the sparse path trains with Adam \(optimizer='adam'\), not rprop"):
+        fit(autorec_problem(model, matrix), optimizer="rprop", progress=False)
+    with pytest.raises(ValueError, match="the sparse path trains on the ratings themselves: use no baseline"):
+        autorec_problem(model, matrix, baseline=torch.zeros(matrix.shape))
     with pytest.raises(ValueError, match="sparse path runs on CUDA or the CPU"):
-        fit(model, matrix, epochs=1, batch_size=64, device="mps", progress=False)
+        autorec_problem(model, matrix, batch_size=64, device="mps")
     with pytest.raises(ValueError, match="residual recipe needs the bias baseline as a dense"):
         train_autorec(train, "U-AutoRec (residual)", sparse=True, batch_size=256)
 
@@ -184,7 +186,7 @@ def twins(ml_folder, recipe):
     sparse = train_autorec(train, recipe, sparse=True, batch_size=4, epochs=10, hidden=5, progress=False, **IDS)
     matrix = rating_matrix(train, by=sparse.matrix.by, **IDS)
     dense_predictor = AutoRecPredictor(sparse.model, matrix, fallback=sparse.predictor.fallback)
-    dense = TrainedAutoRec(sparse.model, matrix, dense_predictor, sparse.bias, sparse.history, sparse.recipe, 0.0)
+    dense = Trained(sparse.model, matrix, dense_predictor, sparse.recipe, sparse.history, 0.0, bias=sparse.bias)
     return sparse, dense
 
 
@@ -242,7 +244,7 @@ def test_generated_ratings_look_like_movielens():
     assert ratings.equals(generate_ratings(500, 300, 20_000, seed=1))
     with pytest.raises(ValueError, match="do not fit in 10 users x 10 movies"):
         generate_ratings(10, 10, 101)
-    with pytest.raises(ValueError, match="n_users must be a positive integer"):
+    with pytest.raises(ValueError, match="n_users must be a positive whole number"):
         generate_ratings(0, 10, 5)
 
 
@@ -252,7 +254,7 @@ def test_random_splits_rmse_runs_the_papers_protocol():
                                  progress=False)
     assert list(results.index) == [1, 2] and set(results.columns) >= {"RMSE", "MAE", "epochs", "seconds"}
     assert results.RMSE.between(0.5, 1.5).all() and results.RMSE.iloc[0] != results.RMSE.iloc[1]
-    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+    with pytest.raises(ValueError, match="repeats must be a positive whole number"):
         random_splits_rmse(ratings, repeats=0)
 
 
@@ -265,7 +267,7 @@ def test_sparse_training_is_reproducible_with_several_threads():
         for _ in range(2):
             torch.manual_seed(0)
             model = AutoRec(matrix.shape[1], hidden=50)
-            fit(model, matrix, epochs=2, lr=0.01, l2=100.0, batch_size=256, progress=False)
+            fit(autorec_problem(model, matrix, l2=100.0, batch_size=256), epochs=2, lr=0.01, progress=False)
             runs.append(model.state_dict())
     finally:
         torch.set_num_threads(threads)

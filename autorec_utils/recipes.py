@@ -1,0 +1,178 @@
+"""Recipes: every setting that decides how a model is built and trained, as one small frozen dataclass per
+model family, and the named recipes that were tuned on validation ratings (chapters 03 and 06).
+
+A recipe means the same thing everywhere: ``train_autorec(train, "I-AutoRec")`` and
+``train_list_model(train, "Mult-VAE")`` both train the tuned settings, a checkpoint stores the recipe it was
+trained with, and a change goes through ``recipe.replace(hidden=200)`` (``dataclasses.replace``), which
+refuses a setting the model does not take and checks every value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .checks import check_choice, check_number, check_positive_int, is_whole
+from .model import ACTIVATIONS
+
+__all__ = ["RECIPES", "AutoRecRecipe", "EASERecipe", "MultDAERecipe", "MultVAERecipe", "Recipe", "get_recipe"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The settings of one model family; subclasses list them as fields with their defaults."""
+
+    family = ""  # "ratings" (predicts stars, chapter 03) or "lists" (ranks movies, chapter 06)
+
+    def replace(self, **changes) -> Recipe:
+        """A copy with some settings changed, e.g. ``RECIPES["I-AutoRec"].replace(hidden=200)``."""
+        unknown = sorted(set(changes) - set(self.settings()))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no setting(s) {unknown}; its settings are "
+                             f"{', '.join(self.settings())}.")
+        return dataclasses.replace(self, **changes)
+
+    def settings(self) -> dict:
+        """The settings as a plain dict (what a checkpoint stores)."""
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_settings(name: str, settings: dict) -> Recipe:
+        """The recipe of class ``name`` with ``settings`` (as stored by a checkpoint); every value checked."""
+        classes = {cls.__name__: cls for cls in (AutoRecRecipe, MultDAERecipe, MultVAERecipe, EASERecipe)}
+        if name not in classes or not isinstance(settings, dict):
+            raise ValueError(f"{name!r} is not a recipe of this package ({', '.join(classes)}).")
+        return classes[name]().replace(**settings)
+
+    def _check(self, ints=(), optional_ints=(), fractions=(), positive=(), non_negative=()) -> None:
+        """Check the named fields, and store whole numbers as int and real ones as float (numpy's included)."""
+        for name in ints:
+            check_positive_int(name, getattr(self, name))
+        for name in optional_ints:
+            check_positive_int(name, getattr(self, name), none_means="full batch")
+        for name in fractions:
+            check_number(name, getattr(self, name), 0, 1, high_open=True)
+        for name in positive:
+            check_number(name, getattr(self, name), 0, low_open=True)
+        for name in non_negative:
+            check_number(name, getattr(self, name), 0)
+        for name in (*ints, *optional_ints):
+            if is_whole(getattr(self, name)):
+                object.__setattr__(self, name, int(getattr(self, name)))
+        for name in (*fractions, *positive, *non_negative):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+@dataclass(frozen=True)
+class AutoRecRecipe(Recipe):
+    """U- or I-AutoRec (chapter 03): the model (``by``, ``hidden``, ``activation``, dropouts), the objective
+    (``l2`` = lambda, ``residual``: learn r - the bias baseline), the loop (``fit``'s settings, early stopping
+    on ``validation_fraction`` of the training ratings) and what a user or movie without training ratings
+    gets (``fallback``: "mean" or "bias")."""
+
+    family = "ratings"
+    by: str = "user"
+    hidden: int = 500
+    activation: str = "sigmoid"
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    l2: float = 1.0
+    residual: bool = False
+    fallback: str = "mean"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    batch_size: int | None = None
+    epochs: int = 2000
+    patience: int = 20
+    validation_fraction: float = 0.05
+
+    def __post_init__(self):
+        check_choice("by", self.by, ("user", "item"))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("fallback", self.fallback, ("mean", "bias"))
+        check_choice("optimizer", self.optimizer, ("adam", "rprop", "lbfgs"))
+        check_choice("residual", self.residual, (True, False))
+        self._check(ints=("hidden", "epochs", "patience"), optional_ints=("batch_size",),
+                    fractions=("dropout", "input_dropout", "validation_fraction"), positive=("lr",), non_negative=("l2",))
+        check_number("lr_decay", self.lr_decay, 0, 1, low_open=True)
+        object.__setattr__(self, "lr_decay", float(self.lr_decay))
+        object.__setattr__(self, "residual", bool(self.residual))
+        if self.batch_size is not None and self.optimizer != "adam":
+            raise ValueError(f"{self.optimizer} is a full-batch method: use batch_size=None, or optimizer='adam'.")
+
+
+@dataclass(frozen=True)
+class MultDAERecipe(Recipe):
+    """Mult-DAE (chapter 06): the model (``hidden``, input ``dropout``), Adam (``lr``, ``weight_decay``,
+    ``batch_size`` users per step) and early stopping on the NDCG@10 of ``validation_fraction`` of the
+    training ratings (a held-out rating of ``relevant_from`` stars or more counts as a hit)."""
+
+    family = "lists"
+    hidden: int = 200
+    dropout: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 200
+    patience: int = 20
+    validation_fraction: float = 0.05
+    relevant_from: float = 4.0
+
+    def __post_init__(self):
+        self._check(ints=("hidden", "batch_size", "epochs", "patience"), fractions=("dropout", "validation_fraction"),
+                    positive=("lr", "relevant_from"), non_negative=("weight_decay",))
+
+
+@dataclass(frozen=True)
+class MultVAERecipe(MultDAERecipe):
+    """Mult-VAE (chapter 06): Mult-DAE's settings, plus the weight ``beta`` of the KL term, reached linearly
+    over the first ``anneal_epochs`` epochs."""
+
+    beta: float = 0.2
+    anneal_epochs: int = 50
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check(ints=("anneal_epochs",), non_negative=("beta",))
+
+
+@dataclass(frozen=True)
+class EASERecipe(Recipe):
+    """EASE (chapter 06): its one setting, the ridge penalty ``l2`` (lambda); fitted in closed form."""
+
+    family = "lists"
+    l2: float = 200.0
+
+    def __post_init__(self):
+        self._check(positive=("l2",))
+
+
+# Chosen on validation ratings of the canonical u1 split: benchmarks/tune.py prints the rating models'
+# grid and benchmarks/rmse.py their test figures; benchmarks/topn.py does both for the list models.
+RECIPES: dict[str, Recipe] = {
+    "U-AutoRec": AutoRecRecipe(by="user", hidden=500, l2=100.0, lr=1e-2, patience=10, fallback="mean"),
+    "U-AutoRec (residual)": AutoRecRecipe(by="user", hidden=200, l2=100.0, lr=3e-3, patience=10, residual=True,
+                                          fallback="bias"),
+    "I-AutoRec": AutoRecRecipe(by="item", hidden=500, l2=100.0, lr=1e-2, lr_decay=0.99, patience=10, fallback="bias"),
+    "Mult-DAE": MultDAERecipe(hidden=200, dropout=0.0, lr=1e-3),
+    "Mult-VAE": MultVAERecipe(hidden=600, dropout=0.2, beta=0.2, lr=1e-3),
+    "EASE": EASERecipe(l2=200.0),
+}
+
+
+def get_recipe(recipe: str | Recipe, family: str | None = None, **changes) -> Recipe:
+    """A recipe by name (any case) or as given, with ``changes`` applied; ``family`` ("ratings" or "lists")
+    says which kind the caller trains, so that a recipe of the other kind is refused with the way out."""
+    if isinstance(recipe, str):
+        by_name = {name.lower(): value for name, value in RECIPES.items()}
+        if recipe.lower() not in by_name:
+            raise ValueError(f"there is no recipe {recipe!r}; the named ones are {', '.join(map(repr, RECIPES))}, "
+                             "or pass a recipe object such as AutoRecRecipe(...).")
+        recipe = by_name[recipe.lower()]
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"a recipe is a name from RECIPES or a recipe object (AutoRecRecipe, ...), got {recipe!r}.")
+    if family is not None and recipe.family != family:
+        trainer = "train_autorec" if recipe.family == "ratings" else "train_list_model"
+        raise ValueError(f"{type(recipe).__name__} is a recipe for a {recipe.family} model: train it with {trainer}.")
+    return recipe.replace(**changes) if changes else recipe
