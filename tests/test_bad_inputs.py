@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import make_movielens, zip_of
 
 from autorec_utils import __main__ as cli
 from autorec_utils import fetch, mirror
@@ -20,6 +19,8 @@ from autorec_utils.recommend import recommend_for_new_user, top_k
 from autorec_utils.releases import DataError, DownloadError
 from autorec_utils.splits import load_split
 from autorec_utils.train import train_autorec
+
+from conftest import make_movielens, zip_of
 
 QUICK = {"epochs": 3, "hidden": 4}
 

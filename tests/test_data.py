@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import make_movielens, zip_of
 
 from autorec_utils import fetch, mirror, releases
 from autorec_utils.fetch import fetch_movielens
@@ -18,6 +17,8 @@ from autorec_utils.matrix import rating_matrix
 from autorec_utils.mirror import write_canonical_splits
 from autorec_utils.releases import DATA_DIR_ENV, GENRES, SPLITS, ChecksumError, DataError, DownloadError
 from autorec_utils.splits import load_split, per_user_split, random_split
+
+from conftest import make_movielens, zip_of
 
 
 def pairs(frame):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from notebook_parameters import PARAMETER_SETS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ The runs write their checkpoints into a scratch data folder, never over the real
 from pathlib import Path
 
 import pytest
+
 from notebook_parameters import PARAMETER_SETS
 
 papermill = pytest.importorskip("papermill")
