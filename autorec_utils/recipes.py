@@ -139,13 +139,17 @@ class MultVAERecipe(MultDAERecipe):
 
 @dataclass(frozen=True)
 class EASERecipe(Recipe):
-    """EASE (chapter 06): its one setting, the ridge penalty ``l2`` (lambda); fitted in closed form."""
+    """EASE (chapter 06): the ridge penalty ``l2`` (lambda), fitted in closed form. It has no epochs to choose,
+    so by default it is fitted on every training rating; with ``validation_fraction`` > 0 that share is held
+    back and its NDCG@10 recorded (hits: ``relevant_from`` stars or more), to choose lambda."""
 
     family = "lists"
     l2: float = 200.0
+    validation_fraction: float = 0.0
+    relevant_from: float = 4.0
 
     def __post_init__(self):
-        self._check(positive=("l2",))
+        self._check(fractions=("validation_fraction",), positive=("l2", "relevant_from"))
 
 
 # Chosen on validation ratings of the canonical u1 split: benchmarks/tune.py prints the rating models'

@@ -248,21 +248,28 @@ def train_list_model(train: pd.DataFrame, recipe: str | MultDAERecipe | EASEReci
     """Train a list recipe (a name from ``recipes.RECIPES``: "Mult-DAE", "Mult-VAE", "EASE", or a recipe object)
     on the movies each user rated in ``train`` (chapter 06); ``changes`` change single settings.
 
-    EASE is fitted in closed form on every training rating. The autoencoders are trained by ``train.fit``
-    with early stopping on the NDCG@10 of a validation part of the training ratings (the recipe's
-    ``validation_fraction``), drawn as for the rating models; they keep their best epoch's weights.
+    The autoencoders are trained by ``train.fit`` with early stopping on the NDCG@10 of a validation part of
+    the training ratings (the recipe's ``validation_fraction``), drawn as for the rating models; they keep
+    their best epoch's weights. EASE is fitted in closed form, by default on every training rating; give it a
+    ``validation_fraction`` to score a lambda on held-back ratings (``history.best["val_ndcg"]``).
     """
     recipe = get_recipe(recipe, family="lists", **changes)
     started = time.perf_counter()
     matrix = rating_matrix(train, user_ids=user_ids, item_ids=item_ids)
+    validation = validation_entries(matrix.n_observed, recipe.validation_fraction, seed)
     seed_everything(seed)
     if isinstance(recipe, EASERecipe):
-        model, history = EASE(matrix.shape[1], recipe.l2).fit(matrix.mask.float()), History(watch="loss")
+        model = EASE(matrix.shape[1], recipe.l2)
+        problem = ListProblem(model, matrix, validation, relevant_from=recipe.relevant_from, device="cpu")
+        model.fit(problem.inputs)  # closed form: no loop, no epochs
+        history = History(watch=problem.watch, mode=problem.mode)
+        if problem.watch == "val_ndcg":  # its one "epoch", scored on the held-back ratings
+            history.records.append({"epoch": 1, **problem.evaluate(), "seconds": time.perf_counter() - started})
+            history.best_epoch = 1
     else:
         steps_per_epoch = -(-matrix.shape[0] // recipe.batch_size)
         model = (MultVAE(matrix.shape[1], recipe.hidden, recipe.dropout, recipe.beta, recipe.anneal_epochs * steps_per_epoch)
                  if isinstance(recipe, MultVAERecipe) else MultDAE(matrix.shape[1], recipe.hidden, recipe.dropout))
-        validation = validation_entries(matrix.n_observed, recipe.validation_fraction, seed)
         problem = ListProblem(model, matrix, validation, recipe.batch_size, recipe.weight_decay, recipe.relevant_from, device)
         history = fit(problem, recipe.epochs, recipe.lr, "adam", recipe.patience, seed=seed, progress=progress)
     return Trained(model, matrix, ListPredictor(model, matrix), recipe, history, time.perf_counter() - started, seed)

@@ -30,7 +30,8 @@ from .sparse import SparseAutoRecPredictor, SparseProblem, SparseRatingMatrix, f
 from .splits import random_split, validation_entries
 
 __all__ = [  # what the notebooks, the command line and users call
-    "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "fit", "hold_out", "pick_device",
+    "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "chosen_on_validation", "fit",
+    "hold_out", "pick_device",
     "random_splits_rmse", "seed_everything", "train_autorec",
 ]
 
@@ -75,6 +76,11 @@ class History:
     @property
     def best(self) -> dict:
         return self.records[self.best_epoch - 1]
+
+    @property
+    def score(self) -> float:
+        """The watched value at the best epoch: what comparing runs on validation compares."""
+        return self.best[self.watch]
 
     def improves(self, record: dict) -> bool:
         """Whether ``record`` beats the best epoch so far on the watched column."""
@@ -136,6 +142,17 @@ def fit(problem: Problem, epochs: int = 200, lr: float = 1e-3, optimizer: str = 
     bar.close()
     model.load_state_dict(best_state)
     return history
+
+
+def chosen_on_validation(runs: dict) -> object:
+    """The key of the run (a ``Trained``, or a ``History``) that scored best on its validation ratings: the
+    lowest RMSE, or the highest NDCG (chapters 03 and 06). Never the test ratings."""
+    histories = {key: getattr(run, "history", run) for key, run in runs.items()}
+    modes = {history.mode for history in histories.values()}
+    if len(modes) != 1:
+        raise ValueError("the runs watch different kinds of metric (RMSE and NDCG); compare like with like.")
+    pick = min if modes.pop() == "min" else max
+    return pick(histories, key=lambda key: histories[key].score)
 
 
 def _copy_into(saved: dict | None, state: dict) -> dict:

@@ -16,8 +16,9 @@ import numpy as np
 from autorec_utils.fetch import fetch_movielens
 from autorec_utils.generate import generate_ratings
 from autorec_utils.load import load_ratings
+from autorec_utils.recipes import RECIPES
 from autorec_utils.releases import RELEASES
-from autorec_utils.train import RECIPES, pick_device, random_splits_rmse
+from autorec_utils.train import pick_device, random_splits_rmse
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
 
@@ -25,7 +26,8 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--release", default="ml-1m", choices=["ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-32m"])
-    parser.add_argument("--recipe", default="I-AutoRec", choices=[name for name in RECIPES if "residual" not in name])
+    plain = [name for name, recipe in RECIPES.items() if recipe.family == "ratings" and not recipe.residual]
+    parser.add_argument("--recipe", default="I-AutoRec", choices=plain)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=None, help="at most this many (default: the recipe's, with early stopping)")

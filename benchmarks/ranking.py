@@ -16,10 +16,11 @@ import pandas as pd
 from autorec_utils.evaluate import BiasBaseline, popularity_scores, random_scores, ranking_metrics, score
 from autorec_utils.fetch import fetch_movielens
 from autorec_utils.load import load_movies, load_users
+from autorec_utils.recipes import RECIPES
 from autorec_utils.releases import SPLITS
 from autorec_utils.splits import load_split
-from autorec_utils.topn import LIST_RECIPES, train_list_model
-from autorec_utils.train import RECIPES, train_autorec
+from autorec_utils.topn import train_list_model
+from autorec_utils.train import train_autorec
 
 
 def main() -> None:
@@ -30,11 +31,13 @@ def main() -> None:
     path = fetch_movielens(progress=False, verbose=False).path
     train, test = load_split(args.split, path)
     users, movies = load_users(path).user_id, load_movies(path)
-    trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False) for name in RECIPES}
+    families = {family: [name for name, recipe in RECIPES.items() if recipe.family == family] for family in ("ratings", "lists")}
+    trained = {name: train_autorec(train, name, user_ids=users, item_ids=movies.item_id, progress=False)
+               for name in families["ratings"]}
     bias = BiasBaseline().fit(train)
     matrix = trained["U-AutoRec"].matrix
-    lists = {name: train_list_model(train, name, user_ids=users, item_ids=movies.item_id, **settings)
-             for name, settings in LIST_RECIPES.items()}
+    lists = {name: train_list_model(train, name, user_ids=users, item_ids=movies.item_id, progress=False)
+             for name in families["lists"]}
     scorers = {**{name: t.predictor.scores for name, t in trained.items()},
                **{name: t.predictor.scores for name, t in lists.items()},
                "bias baseline": bias.predict_matrix(matrix).numpy(),

@@ -61,7 +61,8 @@ def measure(shape: str, variant: str, path: str, ratings_file: str, hidden: int,
     from autorec_utils.matrix import rating_matrix
     from autorec_utils.model import AutoRec
     from autorec_utils.sparse import sparse_rating_matrix
-    from autorec_utils.train import fit
+    from autorec_utils.splits import validation_entries
+    from autorec_utils.train import autorec_problem, fit
 
     torch.manual_seed(0)
     ratings = read_ratings(ratings_file)
@@ -71,8 +72,8 @@ def measure(shape: str, variant: str, path: str, ratings_file: str, hidden: int,
     model = AutoRec(matrix.shape[1], hidden=hidden)
 
     def two_epochs():
-        return fit(model, matrix, epochs=2, lr=1e-3, l2=100.0, batch_size=batch_size, validation_fraction=0.01,
-                   patience=2, progress=False)
+        problem = autorec_problem(model, matrix, validation_entries(matrix.n_observed, 0.01, 0), l2=100.0, batch_size=batch_size)
+        return fit(problem, epochs=2, lr=1e-3, patience=2, progress=False)
 
     history, peak_gb = peak_rss_during(two_epochs)
     seconds = history.to_frame().seconds.mean()

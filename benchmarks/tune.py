@@ -2,7 +2,7 @@
 
     python benchmarks/tune.py            # about 10 minutes on 2 cores
 
-For each recipe of ``autorec_utils.train.RECIPES``, a small grid (λ, learning rate) is trained on u1's
+For each rating recipe of ``autorec_utils.recipes.RECIPES``, a small grid (λ, learning rate) is trained on u1's
 training ratings; early stopping and the choice both use the validation part (5 % of the *training*
 ratings, the same draw for every run). The test RMSE is printed beside it for reading only: it chooses
 nothing. Then one change at a time to each chosen recipe (another activation, dropout, input dropout,
@@ -20,8 +20,9 @@ import pandas as pd
 from autorec_utils.evaluate import score
 from autorec_utils.fetch import fetch_movielens
 from autorec_utils.load import load_movies, load_users
+from autorec_utils.recipes import RECIPES
 from autorec_utils.splits import load_split
-from autorec_utils.train import RECIPES, train_autorec
+from autorec_utils.train import train_autorec
 
 RESULTS = Path(__file__).parent / "results"
 GRID = {"l2": [1.0, 10.0, 100.0, 1000.0], "lr": [3e-3, 1e-2]}
@@ -45,7 +46,8 @@ def run(train, test, ids, recipe: str, settings: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    rating_recipes = [name for name, recipe in RECIPES.items() if recipe.family == "ratings"]
+    parser.add_argument("--recipes", nargs="+", default=rating_recipes, choices=rating_recipes)
     args = parser.parse_args()
     path = fetch_movielens(progress=False, verbose=False).path
     train, test = load_split("u1", path)
@@ -60,7 +62,7 @@ def main() -> None:
         print(f"{recipe}: chosen on validation {chosen}", flush=True)
         change_rows.append({**run(train, test, ids, recipe, chosen), "change": "none (the chosen recipe)"})
         for name, change in CHANGES.items():
-            if all(RECIPES[recipe].get(key) == value for key, value in change.items()):
+            if all(getattr(RECIPES[recipe], key) == value for key, value in change.items()):
                 continue  # the recipe does this already
             change_rows.append({**run(train, test, ids, recipe, {**chosen, **change}), "change": name})
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in change_rows[-1].items()}, flush=True)

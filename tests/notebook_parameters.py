@@ -8,6 +8,11 @@ SMALL_MODELS = {  # notebook 04's three models, small and quick
     "I-AutoRec": {"hidden": 16, "activation": "identity", "l2": 1000.0, "lr": 0.001, "epochs": 3},
 }
 PARAMETER_SETS = {
+    "00_quickstart": [
+        {"ACTIVATION": "relu", "HIDDEN": 20, "EPOCHS": 5, "USER_ID": 42},
+        {"SPLIT": "u3", "USER_ID": 1, "K": 5, "L2": 0.0, "EPOCHS": 12, "PATIENCE": 2, "LR": 0.003, "SEED": 1,
+         "VALIDATION_FRACTION": 0.1},
+    ],
     "01_data_loading": [
         {"SPLIT": "ua", "EXAMPLE_USER": 42, "SEED": 3, "HEATMAP_USERS": 10, "HEATMAP_MOVIES": 15},
         {"SPLIT": "u5", "EXAMPLE_USER": 943, "HEATMAP_USERS": 80, "HEATMAP_MOVIES": 5},
@@ -30,8 +35,8 @@ PARAMETER_SETS = {
     "06_top_n_autoencoders": [
         {"HIDDEN": 16, "DROPOUTS": [0.2], "EPOCHS": 5, "EASE_L2": [10.0, 1000.0], "K": 5, "LIKED": [1, "Fargo"],
          "I_AUTOREC": SMALL_MODELS["I-AutoRec"]},
-        {"SPLIT": "u3", "RELEVANT_FROM": 5, "EPOCHS": 6, "BATCH_SIZE": 512, "LR": 0.01, "DROPOUTS": [0.0, 0.8],
-         "VALIDATION_SHARE": 0.3, "EASE_L2": [300.0], "SEED": 4, "I_AUTOREC": SMALL_MODELS["I-AutoRec"]},
+        {"SPLIT": "u3", "RELEVANT_FROM": 5, "EPOCHS": 6, "PATIENCE": 2, "BATCH_SIZE": 512, "LR": 0.01, "DROPOUTS": [0.0, 0.8],
+         "VALIDATION_FRACTION": 0.3, "EASE_L2": [300.0], "SEED": 4, "I_AUTOREC": SMALL_MODELS["I-AutoRec"]},
     ],
     "05_scaling_up": [
         {"HIDDEN": 100, "LARGE_EPOCHS": 5, "BATCH_SIZE": 256, "CURVE_FRACTIONS": [1 / 256, 1 / 128]},
