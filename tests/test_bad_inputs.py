@@ -347,3 +347,173 @@ def test_what_a_killed_fetch_left_behind_is_cleaned_on_the_next_run(tmp_path):
 
 def test_users_file_is_ml_100k_only(ml_folder):
     assert len(load_users(ml_folder)) == 12
+
+
+# ================================================================ issue 20: the bad inputs that still slipped through
+# ---------------------------------------------------------------- 1. scores that are not numbers
+
+def small_models(ml_folder):
+    from autorec_utils.topn import train_list_model
+
+    train, _ = load_split("u1", ml_folder)
+    ids = {"user_ids": load_users(ml_folder).user_id, "item_ids": load_movies(ml_folder).item_id}
+    return train, {
+        "I-AutoRec": train_autorec(train, "I-AutoRec", progress=False, **ids, **QUICK),
+        "U-AutoRec (residual)": train_autorec(train, "U-AutoRec (residual)", progress=False, **ids, **QUICK),
+        "EASE": train_list_model(train, "EASE", l2=10.0, **ids),
+        "Mult-DAE": train_list_model(train, "Mult-DAE", hidden=4, epochs=2, batch_size=4, progress=False, **ids),
+    }
+
+
+def test_no_list_ever_holds_a_rated_or_liked_movie(ml_folder):
+    from autorec_utils.recommend import recommend_from_liked
+
+    train, models = small_models(ml_folder)
+    movies = load_movies(ml_folder)
+    for name, trained in models.items():
+        for user in sorted(train.user_id.unique()):
+            rated = set(train.item_id[train.user_id == user])
+            found = top_k(trained, int(user), movies, k=len(movies)) if len(rated) < len(movies) - 1 else None
+            assert found is None or not rated & set(found.item_id), (name, user)
+        if not trained.predictor.rates:
+            for liked in ([1], [1, 2, 3], list(range(1, 20))):
+                assert not set(liked) & set(recommend_from_liked(trained, liked, movies, k=30).item_id), (name, liked)
+
+
+@pytest.mark.parametrize("name", ["I-AutoRec", "U-AutoRec (residual)", "EASE", "Mult-DAE"])
+def test_a_model_whose_scores_are_nan_is_an_error_not_a_list(ml_folder, name):
+    from autorec_utils.recommend import recommend_from_liked
+
+    _, models = small_models(ml_folder)
+    trained = models[name]
+    with torch.no_grad():  # a diverged model: every weight NaN
+        for weight in trained.model.state_dict().values():
+            weight.fill_(float("nan"))
+    rebuilt = type(trained.predictor)(trained.model, trained.matrix, **(
+        {"fallback": trained.predictor.fallback, "baseline": trained.predictor.baseline} if trained.predictor.rates else {}))
+    trained.predictor = rebuilt
+    movies = load_movies(ml_folder)
+    label = {"I-AutoRec": "I-AutoRec", "U-AutoRec (residual)": "U-AutoRec", "EASE": "EASE", "Mult-DAE": "MultDAE"}[name]
+    with pytest.raises(ValueError, match=f"{label} gave scores that are not numbers \\(NaN or infinite\\) for user 1"):
+        top_k(trained, 1, movies)
+    call = recommend_from_liked if not trained.predictor.rates else None
+    if call is not None:
+        with pytest.raises(ValueError, match=f"{label} gave scores that are not numbers .* for this person"):
+            call(trained, [50 % 30 or 1], movies)
+
+
+@pytest.mark.parametrize("l2, message", [(float("inf"), r"l2 must be a finite number > 0, got inf"),
+                                         (1e-300, "lambda = 1e-300 is too small to invert")])
+def test_ease_refuses_a_lambda_that_gives_no_numbers(ml_folder, l2, message):
+    from autorec_utils.topn import train_list_model
+
+    train, _ = load_split("u1", ml_folder)
+    with pytest.raises(ValueError, match=message):
+        train_list_model(train, "EASE", l2=l2, item_ids=range(1, 40))  # movies nobody rated make X^T X singular
+
+
+# ---------------------------------------------------------------- 3. two first fetches into one empty folder
+
+def test_two_first_fetches_into_one_folder_never_move_a_complete_copy_aside(ml_folder, tmp_path):
+    import http.server
+    import subprocess
+    import sys
+
+    blob = zip_of(ml_folder)
+    checksum = __import__("hashlib").sha1(blob).hexdigest()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            time.sleep(1.0)  # long enough for the second run to start while the first downloads
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(blob)))
+            self.end_headers()
+            self.wfile.write(blob)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    data = tmp_path / "data"
+    code = (f"from autorec_utils.fetch import fetch_movielens; print(fetch_movielens({str(data)!r}, "
+            f"url='http://127.0.0.1:{server.server_address[1]}/ml-100k.zip', checksum={checksum!r}, progress=False))")
+    try:
+        runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outputs = [run.communicate(timeout=120) for run in runs]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    raw = data / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == ["ml-100k", "ml-100k.zip"]  # nothing moved aside, nothing left over
+    assert any("another run" in out + err for out, err in outputs)  # the second one waited and said so
+
+
+# ---------------------------------------------------------------- 4. messages that misled or named internals
+
+def test_a_read_only_data_folder_that_needs_a_refetch_names_the_folder_and_the_way_out(ml_folder, monkeypatch):
+    raw = ml_folder.parent
+    (ml_folder / "u.item").unlink()
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a non-root user in a read-only folder
+    with pytest.raises(DataError) as refused:
+        fetch_movielens(raw.parent, progress=False, verbose=False)
+    message = str(refused.value)
+    assert "lacks u.item" in message and "is read-only, so it cannot be fetched again there" in message
+    assert "--data-dir" in message and ".part" not in message
+
+
+def test_an_unreadable_checkpoint_at_the_default_path_says_both_problems(cli_data, capsys, monkeypatch):
+    from autorec_utils import checkpoint
+
+    assert run_cli(["--epochs", "2", "--user", "6", "--quiet"], capsys)[0] == 0  # writes the default checkpoint
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setattr(checkpoint, "train_autorec", lambda *a, **k: pytest.fail("trained although it cannot save"))
+    code, _, err = run_cli(["--epochs", "2", "--user", "6"], capsys)
+    assert code == 2 and "i_autorec_all.pt is not readable (permission denied), and cannot write" in err
+    assert "choose another --checkpoint path" in err and "Traceback" not in err
+
+
+def test_a_ratings_column_of_text_is_named(toy_frame=None):
+    import pandas as pd
+
+    from autorec_utils.matrix import rating_matrix
+
+    ratings = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 1], "rating": ["5", "four"]})
+    with pytest.raises(ValueError, match="the rating column holds .* values, not numbers; convert it first"):
+        rating_matrix(ratings)
+
+
+def test_one_liked_movie_is_a_list_of_one(ml_folder):
+    from autorec_utils.recommend import recommend_from_liked
+    from autorec_utils.topn import train_list_model
+
+    train, _ = load_split("u1", ml_folder)
+    movies = load_movies(ml_folder)
+    trained = train_list_model(train, "EASE", l2=10.0)
+    for one in (np.int64(5), 5, "Movie 5 (1965)"):
+        found = recommend_from_liked(trained, one, movies, k=3)
+        assert len(found) == 3 and 5 not in set(found.item_id)
+        assert found.item_id.tolist() == recommend_from_liked(trained, [5], movies, k=3).item_id.tolist()
+
+
+# ---------------------------------------------------------------- 5. settings a model does not take
+
+@pytest.mark.parametrize("recipe, setting, message", [
+    ("Mult-DAE", {"l2": 1.0}, r"MultDAERecipe has no setting\(s\) \['l2'\]; its settings are hidden, dropout"),
+    ("Mult-DAE", {"beta": 0.2}, r"MultDAERecipe has no setting\(s\) \['beta'\]"),
+    ("Mult-DAE", {"hiden": 5}, r"MultDAERecipe has no setting\(s\) \['hiden'\]"),
+    ("EASE", {"epochs": 5}, r"EASERecipe has no setting\(s\) \['epochs'\]; its settings are l2"),
+])
+def test_a_model_refuses_settings_it_does_not_take_and_names_those_it_does(ml_folder, recipe, setting, message):
+    from autorec_utils.topn import train_list_model
+
+    train, _ = load_split("u1", ml_folder)
+    with pytest.raises(ValueError, match=message):
+        train_list_model(train, recipe, **setting)
