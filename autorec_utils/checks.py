@@ -54,6 +54,6 @@ def check_problem(model, matrix, validation, l2, batch_size, matrix_type: type) 
     if validation is not None and (not isinstance(validation, torch.Tensor) or validation.dtype != torch.bool
                                    or tuple(validation.shape) != (matrix.n_observed,)):
         raise ValueError(f"validation must be a bool tensor with one entry per rating ({matrix.n_observed:,}), as "
-                         "splits.validation_entries draws it.")
+                         "splits.validation_part draws it.")
     check_number("l2 (lambda)", l2, 0)
     check_positive_int("batch_size", batch_size, none_means="full batch")

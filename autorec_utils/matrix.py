@@ -119,7 +119,7 @@ class RatingMatrix(Axes):
 
     def entry_mask(self, chosen: torch.Tensor) -> torch.Tensor:
         """A mask shaped like the matrix that is True at the observed entries where ``chosen`` (a bool
-        per rating, in row-major order, as ``splits.validation_entries`` draws) is True."""
+        per rating, in row-major order, as ``splits.validation_part`` draws) is True."""
         mask = torch.zeros_like(self.mask)
         rows, cols = self.mask.nonzero(as_tuple=True)
         mask[rows[chosen], cols[chosen]] = True

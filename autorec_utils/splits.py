@@ -47,10 +47,25 @@ def per_user_split(ratings: pd.DataFrame, test_fraction: float = 0.2, seed: int 
     return ratings[~is_test], ratings[is_test]
 
 
+def validation_part(matrix, fraction: float, seed: int) -> torch.Tensor:
+    """Which of ``matrix``'s ratings to hold back for validation: a bool per rating, in the matrix's row-major
+    order (as its ``entries()`` list them), drawn by ``validation_entries`` over the ratings in user-major
+    order -- so a users x movies matrix and its transpose hold back the *same* ratings, and U-AutoRec,
+    I-AutoRec and the list models of one seed can be compared on one validation part (chapter 03)."""
+    chosen = validation_entries(matrix.n_observed, fraction, seed)
+    if matrix.by == "user":
+        return chosen
+    items, users, _ = matrix.entries()  # rows are movies: the entries come movie by movie
+    user_major = torch.argsort(users * matrix.shape[0] + items)  # the k-th rating in user-major order
+    in_row_order = torch.empty_like(chosen)
+    in_row_order[user_major] = chosen
+    return in_row_order
+
+
 def validation_entries(n_observed: int, fraction: float, seed: int) -> torch.Tensor:
-    """Which of a matrix's ``n_observed`` ratings (in row-major order) to hold back for validation: a
-    bool per rating, ``round(fraction * n_observed)`` of them True, drawn with ``seed`` (chapter 03).
-    The dense and the sparse training path, and the recipes, draw the same ones for the same seed."""
+    """Which of ``n_observed`` ratings (in user-major order, as a users x movies matrix lists them) to hold
+    back for validation: a bool per rating, ``round(fraction * n_observed)`` of them True, drawn with
+    ``seed`` (chapter 03). ``validation_part`` applies it to a matrix of either orientation."""
     if not 0 <= fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {fraction!r}.")
     generator = torch.Generator().manual_seed(seed)

@@ -29,8 +29,8 @@ from .evaluate import list_metrics
 from .matrix import RatingMatrix, rating_matrix
 from .model import pick_device
 from .recipes import EASERecipe, MultDAERecipe, MultVAERecipe, get_recipe
-from .splits import validation_entries
-from .train import History, Trained, fit, seed_everything
+from .splits import validation_part
+from .train import History, Trained, fit, hold_out, seed_everything
 
 __all__ = ["EASE", "ListPredictor", "ListProblem", "MultDAE", "MultVAE", "multinomial_loss", "train_list_model"]
 
@@ -157,7 +157,7 @@ class EASE(nn.Module):
 class ListProblem:
     """The list autoencoders' problem for ``train.fit`` (chapter 06): rows are users' 0/1 pick vectors,
     shuffled into batches of ``batch_size`` users; the loss is the model's own (``model.loss``); Adam with
-    ``weight_decay``. ``validation`` (a bool per rating of ``matrix``, as ``splits.validation_entries``
+    ``weight_decay``. ``validation`` (a bool per rating of ``matrix``, as ``splits.validation_part``
     draws it) marks the ratings held back from the input; early stopping watches the NDCG@10 of every
     user's list against the held-back ratings of ``relevant_from`` stars or more."""
 
@@ -170,8 +170,7 @@ class ListProblem:
         check_number("weight_decay", weight_decay, 0)
         self.device = device = pick_device(device)
         self.model, self.batch_size, self.weight_decay = model.to(device), batch_size, weight_decay
-        held = matrix.entry_mask(torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation)
-        picked = matrix.mask & ~held
+        picked, held = hold_out(matrix, torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation)
         self.inputs = picked.float().to(device)
         self.candidate, self.relevant = (~picked).numpy(), (held & (matrix.values >= relevant_from)).numpy()
         self.watch, self.mode = ("val_ndcg", "max") if self.relevant.any() else ("loss", "min")
@@ -257,7 +256,7 @@ def train_list_model(train: pd.DataFrame, recipe: str | MultDAERecipe | EASEReci
     recipe = get_recipe(recipe, family="lists", **changes)
     started = time.perf_counter()
     matrix = rating_matrix(train, user_ids=user_ids, item_ids=item_ids)
-    validation = validation_entries(matrix.n_observed, recipe.validation_fraction, seed)
+    validation = validation_part(matrix, recipe.validation_fraction, seed)
     seed_everything(seed)
     if isinstance(recipe, EASERecipe):
         model = EASE(matrix.shape[1], recipe.l2)

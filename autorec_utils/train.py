@@ -27,12 +27,11 @@ from .matrix import RatingMatrix, rating_matrix
 from .model import AutoRec, autorec_objective, pick_device
 from .recipes import AutoRecRecipe, Recipe, get_recipe
 from .sparse import SparseAutoRecPredictor, SparseProblem, SparseRatingMatrix, fits_dense, sparse_rating_matrix
-from .splits import random_split, validation_entries
+from .splits import random_split, validation_part
 
 __all__ = [  # what the notebooks, the command line and users call
     "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "chosen_on_validation", "fit",
-    "hold_out", "pick_device",
-    "random_splits_rmse", "seed_everything", "train_autorec",
+    "hold_out", "pick_device", "random_splits_rmse", "seed_everything", "train_autorec",
 ]
 
 
@@ -166,7 +165,7 @@ def _copy_into(saved: dict | None, state: dict) -> dict:
 
 def hold_out(matrix: RatingMatrix, validation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The masks of the ratings to fit and of those held back, for ``validation`` (a bool per rating, as
-    ``splits.validation_entries`` draws it): what the problems of ``fit`` use (chapter 03)."""
+    ``splits.validation_part`` draws it): what the problems of ``fit`` use (chapter 03)."""
     held_out = matrix.entry_mask(validation)
     return matrix.mask & ~held_out, held_out
 
@@ -187,7 +186,7 @@ def autorec_problem(model: AutoRec, matrix: RatingMatrix | SparseRatingMatrix, v
 class DenseProblem:
     """AutoRec on the dense path (chapters 02-04): the whole matrix on the device, every row reconstructed
     in full, the loss masked to the observed ratings. ``validation`` (a bool per rating, row-major, as
-    ``splits.validation_entries`` draws it) marks the ratings held back: zeros in the input, in no loss,
+    ``splits.validation_part`` draws it) marks the ratings held back: zeros in the input, in no loss,
     and the RMSE that early stopping watches.
 
     The loss of a batch is the paper's objective on its rows: sum_observed (r - h(r))^2 +
@@ -208,8 +207,7 @@ class DenseProblem:
         self.device = device = pick_device(device)
         self.model, self.l2 = model.to(device), l2
         validation = torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation
-        self.validation_mask = matrix.entry_mask(validation).to(device)
-        self.fit_mask = matrix.mask.to(device) & ~self.validation_mask
+        self.fit_mask, self.validation_mask = (mask.to(device) for mask in hold_out(matrix, validation))
         self.watch = "val_rmse" if validation.any() else "train_rmse"
         self.offset = (torch.zeros(()) if baseline is None else baseline).to(device)
         self.targets = (matrix.values.to(device) - self.offset) * matrix.mask.to(device)  # residuals, with a baseline
@@ -291,7 +289,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec"
         raise ValueError("a residual recipe needs the bias baseline as a dense users x movies matrix, which the sparse "
                          "path avoids; use 'I-AutoRec' or 'U-AutoRec', or sparse=False.")
     matrix = (sparse_rating_matrix if sparse else rating_matrix)(train, by=recipe.by, user_ids=users, item_ids=items)
-    validation = validation_entries(matrix.n_observed, recipe.validation_fraction, seed)
+    validation = validation_part(matrix, recipe.validation_fraction, seed)
     bias = BiasBaseline().fit(matrix.to_frame(keep=~validation))  # never the validation ratings
     seed_everything(seed)
     model = AutoRec(matrix.shape[1], recipe.hidden, recipe.activation, recipe.dropout, recipe.input_dropout)

@@ -340,3 +340,14 @@ def test_hold_out_gives_the_masks_fit_validates_on(toy):
         predicted = model(matrix.values * fit_mask).clamp(1, 5)
     expected = (predicted - matrix.values)[validation_mask].square().mean().sqrt()
     assert history.records[0]["val_rmse"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_matrix_and_its_transpose_hold_back_the_same_ratings(toy):
+    from autorec_utils.splits import validation_part
+
+    users = rating_matrix(toy)
+    movies = users.transpose()
+    held_users = users.to_frame(keep=validation_part(users, 0.4, seed=3))
+    held_movies = movies.to_frame(keep=validation_part(movies, 0.4, seed=3))
+    pd.testing.assert_frame_equal(held_users, held_movies)  # U- and I-AutoRec validate on the same ratings
+    assert len(held_users) == round(0.4 * 11)
