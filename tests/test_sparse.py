@@ -197,9 +197,13 @@ def test_chapter_04_works_on_a_sparse_trained_model(ml_folder, recipe):
     assert isinstance(sparse.predictor, SparseAutoRecPredictor)
     for user in (1, 6, 12):
         a, b = top_k(sparse, user, movies, k=5), top_k(dense, user, movies, k=5)
-        assert list(a.item_id) == list(b.item_id) and np.allclose(a.predicted_rating, b.predicted_rating, atol=1e-5)
+        # the same list, up to the order of movies whose scores tie to within rounding (the paths sum in other orders)
+        assert np.allclose(a.predicted_rating, b.predicted_rating, atol=1e-5)
+        for x, y in ((a, b), (b, a)):
+            for item, rating in zip(x.item_id, x.predicted_rating, strict=True):
+                assert item in set(y.item_id) or abs(rating - y.predicted_rating.iloc[-1]) < 1e-5
     a, b = similar_movies(sparse, 1, movies, k=4, min_ratings=0), similar_movies(dense, 1, movies, k=4, min_ratings=0)
-    assert list(a.item_id) == list(b.item_id)
+    assert np.allclose(a.similarity, b.similarity, atol=1e-5) and set(a.item_id) == set(b.item_id)  # ties may swap
     assert np.allclose(user_embeddings(sparse), user_embeddings(dense), atol=1e-6)
     assert np.allclose(movie_embeddings(sparse), movie_embeddings(dense), atol=1e-6)
 

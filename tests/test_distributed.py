@@ -1,0 +1,318 @@
+"""Data-parallel training (chapter 05, autorec_utils.distributed): two real processes on 127.0.0.1 with gloo.
+
+One DDP step with batch b in each process is one single-process step with batch 2b, on the dense and the
+sparse path; training leaves the same weights in both processes and matches the single process; the
+command line trains a checkpoint that one process loads; bad input ends before training in one line with
+exit 2, and a killed process ends the run within a bounded time with nothing saved.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autorec_utils import distributed
+from autorec_utils.checkpoint import load_checkpoint
+from autorec_utils.evaluate import score
+from autorec_utils.generate import generate_ratings
+from autorec_utils.load import load_movies, load_users
+from autorec_utils.matrix import rating_matrix
+from autorec_utils.model import AutoRec
+from autorec_utils.recipes import get_recipe
+from autorec_utils.sparse import sparse_rating_matrix
+from autorec_utils.splits import load_split, validation_part
+from autorec_utils.train import autorec_problem, seed_everything, train_autorec
+
+from conftest import make_movielens
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = {"GLOO_SOCKET_IFNAME": "lo", "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}  # 127.0.0.1 only
+RATINGS = {"n_users": 40, "n_items": 25, "n_ratings": 400, "seed": 3}
+STEP = {"hidden": 6, "lr": 0.01, "l2": 5.0, "validation_fraction": 0.1}  # batch 16: about 8 rows per process and step
+PATHS = {"dense": "U-AutoRec", "sparse": "I-AutoRec"}  # both orientations too
+TRAINING = {"epochs": 4, "patience": 4, "hidden": 6, "lr": 0.01, "batch_size": 16}
+
+# What each of the two processes runs (under torchrun): one step and a short training on each path, then the
+# faults the library and the command line must refuse before training. Results go to <out>/rank<r>.*.
+WORKER = textwrap.dedent("""
+    import json, shutil, sys
+    from pathlib import Path
+    import torch, torch.distributed as dist
+    from autorec_utils import distributed
+    from autorec_utils.generate import generate_ratings
+    from autorec_utils.recipes import get_recipe
+
+    out, data_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    settings = json.loads(sys.argv[3])
+    distributed.init(timeout=20)
+    rank = dist.get_rank()
+    ratings = generate_ratings(**settings["ratings"])
+    found = {}
+    for path, name in settings["paths"].items():
+        recipe = get_recipe(name, batch_size=16, **settings["step"])  # 16 rows a step: 8 in each process
+        problem = distributed.shard_problem(ratings, recipe, seed=5, sparse=path == "sparse").problem
+        optimizer = problem.optimizer("adam", recipe.lr)
+        generator = torch.Generator().manual_seed(5)
+        torch.manual_seed(5)
+        rows = problem.batches(generator)[0]
+        optimizer.zero_grad()
+        loss = problem.batch_loss(rows)
+        loss.backward()
+        optimizer.step()
+        found[path] = {"loss": loss.item(), "rows": len(rows), "n_batches": problem.n_batches}
+        torch.save(problem.model.state_dict(), out / f"rank{rank}.{path}.step.pt")
+        trained = distributed.train_distributed(ratings, name, seed=5, progress=False, sparse=path == "sparse",
+                                                **settings["training"])
+        torch.save(trained.model.state_dict(), out / f"rank{rank}.{path}.trained.pt")
+        found[path]["history"] = trained.history.records
+        again = distributed.train_distributed(ratings, name, seed=5, progress=False, sparse=path == "sparse",
+                                              **settings["training"])
+        found[path]["same_seed_same_weights"] = all(torch.equal(a, b) for a, b in zip(
+            trained.model.state_dict().values(), again.model.state_dict().values()))
+
+    def refused(work):
+        try:
+            work()
+        except ValueError as error:
+            return str(error)
+        return None
+
+    one_row = ratings[ratings.user_id == 1]
+    found["too_many_processes"] = refused(lambda: distributed.train_distributed(one_row, "U-AutoRec", user_ids=[1], epochs=1, progress=False))
+    other = ratings.assign(rating=ratings.rating.where(ratings.index != 7, 6 - ratings.rating)) if rank == 1 else ratings
+    found["mismatch"] = refused(lambda: distributed.train_distributed(other, "U-AutoRec", epochs=1, progress=False))
+    # the command line, in these same two processes: a checkpoint rank 0 cannot write, then other data in process 1
+    common = ["--split", "u1", "--epochs", "2", "--quiet"]
+    (out / "a_file").write_text("not a folder")
+    found["cli_unwritable"] = distributed.work(["--data-dir", str(data_dir), "--checkpoint", str(out / "a_file" / "m.pt"), *common])
+    copy = out / f"copy{rank}"
+    shutil.copytree(data_dir, copy)
+    if rank == 1:
+        base = copy / "raw" / "ml-100k" / "u1.base"
+        user, item, stars, when = base.read_text().split("\\n", 1)[0].split("\\t")
+        first = "\\t".join([user, item, str(6 - int(stars) if stars != "3" else 4), when])
+        base.write_text(first + "\\n" + base.read_text().split("\\n", 1)[1])  # one rating changed
+    found["cli_mismatch"] = distributed.work(["--data-dir", str(copy), "--checkpoint", str(out / "m.pt"), *common])
+    (out / f"rank{rank}.json").write_text(json.dumps(found))
+    dist.destroy_process_group()
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+STARTED: list[subprocess.Popen] = []
+
+
+def start(args: list[str], **env) -> subprocess.Popen:
+    """A command in its own process group (so that nothing outlives the test), talking over 127.0.0.1."""
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, **LOCAL, **env}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    STARTED.append(process)
+    return process
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        stop(process)
+    return process.returncode, out, err
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)  # the launcher and its workers: one process group
+        process.communicate()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    yield
+    while STARTED:
+        stop(STARTED.pop())
+
+
+def torchrun(*args: str) -> list[str]:
+    return ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"127.0.0.1:{free_port()}", *args]
+
+
+def single_step(ratings, name: str, sparse: bool) -> dict:
+    """One step of one process with the whole batch of 16 rows, as fit takes it."""
+    recipe = get_recipe(name, batch_size=16, **STEP)
+    matrix = (sparse_rating_matrix if sparse else rating_matrix)(ratings, by=recipe.by)
+    validation = validation_part(matrix, recipe.validation_fraction, 5)
+    seed_everything(5)
+    model = AutoRec(matrix.shape[1], recipe.hidden)
+    problem = autorec_problem(model, matrix, validation, recipe.l2, recipe.batch_size, device="cpu")
+    optimizer = problem.optimizer("adam", recipe.lr)
+    generator = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    rows = problem.batches(generator)[0]
+    optimizer.zero_grad()
+    loss = problem.batch_loss(rows)
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item(), "rows": len(rows), "state": model.state_dict()}
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """Run WORKER in two processes once; what each found, and where its files are."""
+    out = tmp_path_factory.mktemp("ddp")
+    data_dir = out / "data"
+    make_movielens(data_dir / "raw" / "ml-100k")
+    (out / "worker.py").write_text(WORKER)
+    settings = {"ratings": RATINGS, "paths": PATHS, "step": STEP, "training": TRAINING}
+    code, stdout, stderr = finish(start(torchrun(str(out / "worker.py"), str(out), str(data_dir), json.dumps(settings))), 240)
+    assert code == 0, stderr[-3000:]
+    found = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return out, found, stderr
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_one_ddp_step_with_batch_b_is_one_step_with_batch_2b(two_processes, path):
+    out, found, _ = two_processes
+    single = single_step(generate_ratings(**RATINGS), PATHS[path], sparse=path == "sparse")
+    assert found[0][path]["n_batches"] > 1  # a real mini-batch, not the whole matrix
+    assert found[0][path]["rows"] + found[1][path]["rows"] == single["rows"]  # the step's rows, split between them
+    for rank in (0, 1):
+        assert found[rank][path]["loss"] == pytest.approx(single["loss"], rel=1e-6)  # the whole objective, once
+        state = torch.load(out / f"rank{rank}.{path}.step.pt", weights_only=True)
+        for name, tensor in single["state"].items():
+            torch.testing.assert_close(state[name], tensor, atol=1e-6, rtol=0, msg=f"{path}: {name} after one step")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_training_gives_the_same_weights_in_both_processes_on_every_run_and_matches_one_process(two_processes, path):
+    out, found, _ = two_processes
+    states = [torch.load(out / f"rank{rank}.{path}.trained.pt", weights_only=True) for rank in (0, 1)]
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
+    assert found[0][path]["same_seed_same_weights"] and found[1][path]["same_seed_same_weights"]  # trained twice
+    histories = [[{k: v for k, v in record.items() if k != "seconds"} for record in found[rank][path]["history"]] for rank in (0, 1)]
+    assert histories[0] == histories[1]  # the same loss and metrics in both, so the same best and last epoch
+    single = train_autorec(generate_ratings(**RATINGS), PATHS[path], seed=5, progress=False, sparse=path == "sparse", **TRAINING)
+    for name, tensor in single.model.state_dict().items():
+        torch.testing.assert_close(states[0][name], tensor, atol=1e-5, rtol=1e-4)
+    ours = [(r["epoch"], r["val_rmse"]) for r in found[0][path]["history"]]
+    theirs = [(r["epoch"], r["val_rmse"]) for r in single.history.records]
+    assert np.allclose(ours, theirs, atol=1e-5)
+
+
+def test_bad_input_stops_every_process_before_training_in_one_line(two_processes):
+    _, found, stderr = two_processes
+    for rank in (0, 1):
+        assert found[rank]["too_many_processes"] == ("2 processes for 1 user: each process needs a row of its own; run at "
+                                                     "most 1 (--nproc-per-node x --nnodes).")
+        assert found[rank]["mismatch"].startswith("process 1 was given other data or settings than process 0 (fingerprint ")
+        assert found[rank]["cli_unwritable"] == found[rank]["cli_mismatch"] == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, stderr  # once each, by rank 0
+    assert errors[0].startswith("error: cannot write ") and "a_file" in errors[0] and "choose another --checkpoint path" in errors[0]
+    assert errors[1].startswith("error: process 1 was given other data or settings than process 0 (fingerprint ")
+
+
+def test_two_machines_train_a_checkpoint_that_one_process_loads(ml_folder, tmp_path):
+    """The launcher (python -m autorec_utils.distributed) as on two machines: --nnodes, --node-rank, --rdzv-endpoint."""
+    data_dir, checkpoint = ml_folder.parent.parent, tmp_path / "ddp" / "i_autorec.pt"
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [start(["-m", "autorec_utils.distributed", "--nnodes", "2", "--node-rank", str(rank), "--rdzv-endpoint", endpoint,
+                    "--data-dir", str(data_dir), "--split", "u1", "--epochs", "30", "--batch-size", "8",
+                    "--checkpoint", str(checkpoint), "--quiet"]) for rank in (0, 1)]
+    results = [finish(node, 180) for node in nodes]
+    assert [code for code, _, _ in results] == [0, 0], [err[-2000:] for _, _, err in results]
+    assert "I-AutoRec trained by 2 processes (gloo)" in results[0][1] and results[1][1] == ""
+    trained = load_checkpoint(checkpoint, data_path=ml_folder)
+    train, test = load_split("u1", ml_folder)
+    single = train_autorec(train, "I-AutoRec", user_ids=load_users(ml_folder).user_id, item_ids=load_movies(ml_folder).item_id,
+                           progress=False, epochs=30, batch_size=16)
+    assert trained.recipe == single.recipe and trained.split == "u1"
+    assert score(trained.predictor, test)["RMSE"] == pytest.approx(score(single.predictor, test)["RMSE"], abs=1e-4)
+
+
+def test_a_killed_process_ends_the_run_soon_and_nothing_is_saved(ml_folder, tmp_path):
+    checkpoint = tmp_path / "out" / "model.pt"
+    checkpoint.parent.mkdir()
+    run = start(torchrun("-m", "autorec_utils.distributed", "--data-dir", str(ml_folder.parent.parent), "--split", "u1",
+                         "--epochs", "1000000", "--patience", "1000000", "--checkpoint", str(checkpoint)))
+    victim = None
+    try:
+        for line in run.stderr:  # each process says who it is before it trains
+            if line.startswith("process 1/2 (pid "):
+                victim = int(line.split("(pid ")[1].split(",")[0])
+                break
+        assert victim is not None
+        time.sleep(1.0)  # well into training
+        killed = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        code, _, stderr = finish(run, 60)
+    finally:
+        stop(run)
+    assert code != 0 and time.monotonic() - killed < 60
+    assert "error: process 0 " in stderr and "nothing was saved" in stderr  # the survivor says what happened
+    assert f"exitcode  : -9 (pid: {victim})" in stderr  # and torchrun names the one that died
+    assert list(checkpoint.parent.iterdir()) == []  # no checkpoint, no half-written temporary file
+
+
+def test_an_unreachable_rendezvous_ends_in_one_line_with_exit_2(ml_folder):
+    """Both ways in: the launcher waiting for machine 0, and a process started by hand (env://)."""
+    closed = free_port()  # nothing listens there
+    common = ["-m", "autorec_utils.distributed", "--data-dir", str(ml_folder.parent.parent), "--split", "u1"]
+    launcher = start([*common, "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", f"127.0.0.1:{closed}", "--rdzv-timeout", "2"])
+    worker = start([*common, "--timeout", "2"], RANK="1", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_PORT=str(closed))
+    (code, out, err), (worker_code, worker_out, worker_err) = finish(launcher, 60), finish(worker, 60)
+    assert (code, out) == (2, "") and err.count("\n") == 1, err
+    assert err.startswith(f"error: cannot reach the rendezvous at 127.0.0.1:{closed} within 2 s (")
+    assert (worker_code, worker_out) == (2, "") and worker_err.count("\n") == 1, worker_err
+    assert worker_err.startswith(f"error: process 1 cannot reach the rendezvous at 127.0.0.1:{closed} within 2 s (")
+
+
+def test_the_launcher_ends_as_its_processes_end(monkeypatch, capsys):
+    """Exit status and message of ``python -m autorec_utils.distributed`` when a process fails (no processes started)."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    def failing(exitcode):
+        def run(args):
+            raise ChildFailedError("autorec_utils.distributed", {1: ProcessFailure(1, 4242, exitcode, "<N/A>")})
+        return run
+
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # launch sets it: undone after the test
+    monkeypatch.setattr(torchrun, "run", failing(2))  # bad input: the process said why; the same status, nothing more
+    assert distributed.launch(["--nproc-per-node", "2", "--split", "u1"]) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(torchrun, "run", failing(-signal.SIGKILL))
+    assert distributed.launch(["--nproc-per-node", "2"]) == 1
+    assert capsys.readouterr().err == "error: process 1 (pid 4242) died (SIGKILL); the run was stopped and nothing was saved.\n"
+    with pytest.raises(SystemExit) as stopped:  # a bad option: found before anything starts, as argparse does
+        distributed.launch(["--nproc-per-node", "2", "--batch-size", "0"])
+    assert stopped.value.code == 2 and "argument --batch-size: 0 is not positive" in capsys.readouterr().err
+
+
+def test_shards_cover_every_row_once():
+    shards = [distributed.shard_rows(10, rank, 3).tolist() for rank in range(3)]
+    assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert sorted(sum(shards, [])) == list(range(10))
+
+
+def test_the_checkpoint_folder_is_really_tried(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(PermissionError, match=r"cannot write .*a_file/m\.pt .*choose another --checkpoint path"):
+        distributed._check_can_write(tmp_path / "a_file" / "m.pt")
+    distributed._check_can_write(tmp_path / "new" / "folder" / "m.pt")  # folders that do not exist yet are made
+    assert list(tmp_path.iterdir()) == [tmp_path / "a_file"]  # the probe leaves nothing behind
+
