@@ -13,9 +13,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from .checks import check_choice, check_number, check_positive_int, is_whole
-from .model import ACTIVATIONS
+from .model import ACTIVATIONS, AutoRec
+from .variants import DEEP_ACTIVATIONS, DeepAutoRec
 
-__all__ = ["RECIPES", "AutoRecRecipe", "EASERecipe", "MultDAERecipe", "MultVAERecipe", "Recipe", "get_recipe"]
+__all__ = ["RECIPES", "AutoRecRecipe", "DeepAutoRecRecipe", "EASERecipe", "EnsembleRecipe", "MultDAERecipe",
+           "MultVAERecipe", "Recipe", "get_recipe"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Recipe:
     @staticmethod
     def from_settings(name: str, settings: dict) -> Recipe:
         """The recipe of class ``name`` with ``settings`` (as stored by a checkpoint); every value checked."""
-        classes = {cls.__name__: cls for cls in (AutoRecRecipe, MultDAERecipe, MultVAERecipe, EASERecipe)}
+        classes = {cls.__name__: cls for cls in (AutoRecRecipe, MultDAERecipe, MultVAERecipe, EASERecipe,
+                                                 DeepAutoRecRecipe, EnsembleRecipe)}
         if name not in classes or not isinstance(settings, dict):
             raise ValueError(f"{name!r} is not a recipe of this package ({', '.join(classes)}).")
         return classes[name]().replace(**settings)
@@ -71,6 +74,7 @@ class AutoRecRecipe(Recipe):
     gets (``fallback``: "mean" or "bias")."""
 
     family = "ratings"
+    activations = ACTIVATIONS  # the activations the model takes
     by: str = "user"
     hidden: int = 500
     activation: str = "sigmoid"
@@ -89,7 +93,7 @@ class AutoRecRecipe(Recipe):
 
     def __post_init__(self):
         check_choice("by", self.by, ("user", "item"))
-        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("activation", self.activation, self.activations)
         check_choice("fallback", self.fallback, ("mean", "bias"))
         check_choice("optimizer", self.optimizer, ("adam", "rprop", "lbfgs"))
         check_choice("residual", self.residual, (True, False))
@@ -100,6 +104,10 @@ class AutoRecRecipe(Recipe):
         object.__setattr__(self, "residual", bool(self.residual))
         if self.batch_size is not None and self.optimizer != "adam":
             raise ValueError(f"{self.optimizer} is a full-batch method: use batch_size=None, or optimizer='adam'.")
+
+    def build_model(self, n_inputs: int) -> AutoRec:
+        """The untrained model this recipe trains, reading vectors of length ``n_inputs`` (chapter 03)."""
+        return AutoRec(n_inputs, self.hidden, self.activation, self.dropout, self.input_dropout)
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,95 @@ class EASERecipe(Recipe):
         self._check(fractions=("validation_fraction",), positive=("l2", "relevant_from"))
 
 
+@dataclass(frozen=True)
+class DeepAutoRecRecipe(AutoRecRecipe):
+    """An ``AutoRecRecipe`` for ``variants.DeepAutoRec`` (chapter 07): ``depth`` hidden layers of ``hidden`` units
+    each, local kernel layers of dimension ``kernel`` (0: plain dense layers) whose squared kernels weigh
+    ``kernel_penalty`` against the squared weights in the penalty, and SELU among the activations."""
+
+    activations = DEEP_ACTIVATIONS
+    depth: int = 2
+    kernel: int = 0
+    kernel_penalty: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._check(ints=("depth",), non_negative=("kernel_penalty",))
+        if not is_whole(self.kernel) or self.kernel < 0:
+            raise ValueError(f"kernel must be 0 (plain layers) or the kernel's dimension d > 0, got {self.kernel!r}.")
+        object.__setattr__(self, "kernel", int(self.kernel))
+
+    def build_model(self, n_inputs: int) -> DeepAutoRec:
+        return DeepAutoRec(n_inputs, [self.hidden] * self.depth, self.activation, self.dropout, self.input_dropout,
+                           self.kernel, self.kernel_penalty)
+
+
+@dataclass(frozen=True)
+class EnsembleRecipe(Recipe):
+    """An average of rating models (chapter 07): each of the ``members`` (rating recipes, or their names) is
+    trained ``seeds`` times (one number for all, or one per member) -- with the training seed s, s + 1, ... --
+    and every run holds back the *same*
+    validation ratings (seed s's draw), so that the blend is chosen on ratings no member has fitted: a member's
+    runs are averaged with equal weights, and the members blended with the weights (multiples of
+    ``blend_step``, summing to 1) that give the lowest RMSE on those validation ratings.
+    Train it with ``ensemble.train_ensemble``; a checkpoint stores every member."""
+
+    family = "ensembles"
+    members: tuple = ("I-AutoRec", "U-AutoRec (residual)")
+    seeds: int | tuple = 5
+    blend_step: float = 0.05
+
+    def __post_init__(self):
+        members = self.members
+        if isinstance(members, (str, dict, Recipe)):
+            members = (members,)
+        if not isinstance(members, (tuple, list)) or not 1 <= len(members) <= 4:
+            raise ValueError(f"members must list 1 to 4 rating recipes (or their names), got {self.members!r}.")
+        resolved = []
+        for member in members:
+            if isinstance(member, dict) and set(member) == {"class", "settings"}:  # as settings() stores it
+                member = Recipe.from_settings(member["class"], member["settings"])
+            elif isinstance(member, str):
+                member = get_recipe(member)
+            if not isinstance(member, AutoRecRecipe):
+                raise ValueError(f"an ensemble's members are rating recipes (AutoRecRecipe, DeepAutoRecRecipe or the name of "
+                                 f"one), got {member!r}.")
+            resolved.append(member)
+        fractions = {member.validation_fraction for member in resolved}
+        if len(fractions) != 1:
+            raise ValueError(f"the members hold back different shares of ratings for validation ({sorted(fractions)}); "
+                             "give them one validation_fraction, so that the blend is chosen on the same ratings.")
+        object.__setattr__(self, "members", tuple(resolved))
+        seeds = self.seeds
+        if isinstance(seeds, (tuple, list)):
+            if len(seeds) != len(resolved):
+                raise ValueError(f"seeds gives {len(seeds)} numbers for {len(resolved)} members; give one number, or one "
+                                 "per member.")
+            for count in seeds:
+                check_positive_int("seeds", count)
+            seeds = tuple(int(count) for count in seeds)
+        else:
+            check_positive_int("seeds", seeds)
+            seeds = int(seeds)
+        object.__setattr__(self, "seeds", seeds)
+        check_number("blend_step", self.blend_step, 0, 1, low_open=True)
+        object.__setattr__(self, "blend_step", float(self.blend_step))
+
+    @property
+    def validation_fraction(self) -> float:
+        return self.members[0].validation_fraction
+
+    @property
+    def seed_counts(self) -> tuple:
+        """How many seeds each member is trained with."""
+        return self.seeds if isinstance(self.seeds, tuple) else (self.seeds,) * len(self.members)
+
+    def settings(self) -> dict:
+        """The settings as plain values: each member as its class name and settings."""
+        return {"members": [{"class": type(member).__name__, "settings": member.settings()} for member in self.members],
+                "seeds": list(self.seeds) if isinstance(self.seeds, tuple) else self.seeds, "blend_step": self.blend_step}
+
+
 # Chosen on validation ratings of the canonical u1 split: benchmarks/tune.py prints the rating models'
 # grid and benchmarks/rmse.py their test figures; benchmarks/topn.py does both for the list models.
 RECIPES: dict[str, Recipe] = {
@@ -159,9 +256,9 @@ RECIPES: dict[str, Recipe] = {
     "U-AutoRec (residual)": AutoRecRecipe(by="user", hidden=200, l2=100.0, lr=3e-3, patience=10, residual=True,
                                           fallback="bias"),
     "I-AutoRec": AutoRecRecipe(by="item", hidden=500, l2=100.0, lr=1e-2, lr_decay=0.99, patience=10, fallback="bias"),
-    "Mult-DAE": MultDAERecipe(hidden=200, dropout=0.0, lr=1e-3),
+    "Mult-DAE": MultDAERecipe(hidden=600, dropout=0.0, lr=1e-3),
     "Mult-VAE": MultVAERecipe(hidden=600, dropout=0.2, beta=0.2, lr=1e-3),
-    "EASE": EASERecipe(l2=200.0),
+    "EASE": EASERecipe(l2=500.0),
 }
 
 
@@ -177,6 +274,6 @@ def get_recipe(recipe: str | Recipe, family: str | None = None, **changes) -> Re
     if not isinstance(recipe, Recipe):
         raise ValueError(f"a recipe is a name from RECIPES or a recipe object (AutoRecRecipe, ...), got {recipe!r}.")
     if family is not None and recipe.family != family:
-        trainer = "train_autorec" if recipe.family == "ratings" else "train_list_model"
+        trainer = {"ratings": "train_autorec", "lists": "train_list_model", "ensembles": "ensemble.train_ensemble"}[recipe.family]
         raise ValueError(f"{type(recipe).__name__} is a recipe for a {recipe.family} model: train it with {trainer}.")
     return recipe.replace(**changes) if changes else recipe

@@ -32,6 +32,10 @@ PARAMETER_SETS = {
         {"RECOMMENDER": "U-AutoRec (residual)", "K": 20, "MY_RATINGS": {"Toy Story": 5}, "SIMILAR_TO": 1,
          "USER_ID": 1, "MODELS": SMALL_MODELS, "SEED": 1},
     ],
+    "05b_beyond_one_machine": [
+        {"PROCESSES": 3, "EPOCHS": 3, "BATCH_SIZE": 256, "HIDDEN": 1000},
+        {"RECIPE": "U-AutoRec (residual)", "SPLIT": "u2", "EPOCHS": 2, "SEED": 3},
+    ],
     "06_top_n_autoencoders": [
         {"HIDDEN": 16, "DROPOUTS": [0.2], "EPOCHS": 5, "EASE_L2": [10.0, 1000.0], "K": 5, "LIKED": [1, "Fargo"],
          "I_AUTOREC": SMALL_MODELS["I-AutoRec"]},
