@@ -87,7 +87,9 @@ def plot_scaling(rows, title: str = "Training cost against the number of ratings
         start = sparse.iloc[0]
         span = np.array([sparse.ratings.min(), sparse.ratings.max()], dtype=float)
         ax.plot(span, start.seconds * span / start.ratings, ":", color="grey", label="∝ ratings (slope 1)")
-    ax.legend(fontsize="small")
+    handles, labels = ax.get_legend_handles_labels()  # seaborn adds "model" and "path" as headers: drop them
+    kept = [(h, label) for h, label in zip(handles, labels, strict=True) if label not in ("model", "path")]
+    ax.legend(*zip(*kept, strict=True), fontsize="small")
     return ax
 
 
