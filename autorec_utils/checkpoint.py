@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .ensemble import AutoRecEnsemble, ensemble_predictor, train_ensemble
 from .evaluate import BiasBaseline
 from .matrix import rating_matrix
 from .model import AutoRec
@@ -33,6 +34,7 @@ from .sparse import SparseRatingMatrix, sparse_rating_matrix
 from .splits import load_split
 from .topn import EASE, ListPredictor, MultDAE, MultVAE, train_list_model
 from .train import History, Trained, predictor_for, train_autorec
+from .variants import DeepAutoRec
 
 __all__ = [  # what the notebooks, the command line and users call
     "CheckpointError", "checkpoint_path", "load_checkpoint", "load_or_train", "save_checkpoint",
@@ -41,7 +43,8 @@ __all__ = [  # what the notebooks, the command line and users call
 
 VERSION = 3
 FORMAT = f"autorec-checkpoint/{VERSION}"
-MODELS = {cls.__name__: cls for cls in (AutoRec, MultDAE, MultVAE, EASE)}
+MODELS = {cls.__name__: cls for cls in (AutoRec, MultDAE, MultVAE, EASE, DeepAutoRec, AutoRecEnsemble)}
+FAMILIES = {"AutoRec": "ratings", "DeepAutoRec": "ratings", "AutoRecEnsemble": "ensembles"}  # the rest: "lists"
 _KEYS = {"format", "library_version", "recipe", "model", "state_dict", "by", "sparse", "row_ids", "col_ids",
          "n_train_ratings", "fingerprint", "split", "bias", "history", "seed", "seconds", "checksum"}
 _BIAS_KEYS = {"mean", "user_ids", "user_bias", "item_ids", "item_bias"}
@@ -160,7 +163,8 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
         bias.mean_ = stored["mean"]
         bias.user_ids_, bias.user_bias_ = stored["user_ids"].numpy(), stored["user_bias"].numpy()
         bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
-    predictor = predictor_for(model, matrix, bias, recipe) if recipe.family == "ratings" else ListPredictor(model, matrix)
+    predictor = (predictor_for(model, matrix, bias, recipe) if recipe.family == "ratings" else
+                 ensemble_predictor(model, matrix, bias, recipe) if recipe.family == "ensembles" else ListPredictor(model, matrix))
     history = History(**payload["history"])
     return Trained(model, matrix, predictor, recipe, history, payload["seconds"], payload["seed"], payload["split"], bias)
 
@@ -197,7 +201,7 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | Recipe, s
         if reason.endswith("trained again"):  # say both: why it was not used, and why it cannot be replaced
             raise PermissionError(f"{reason.removesuffix('; trained again')}, and {error}") from None
         raise
-    trainer = train_autorec if wanted.family == "ratings" else train_list_model
+    trainer = {"ratings": train_autorec, "ensembles": train_ensemble, "lists": train_list_model}[wanted.family]
     trained = trainer(train, wanted, seed=seed, progress=progress, user_ids=user_ids, item_ids=item_ids)
     trained.split = split
     try:
@@ -267,7 +271,7 @@ def _check_payload(payload, where: str) -> Recipe:
             expected = MODELS[model["class"]](**model["config"]).state_dict()
     except (TypeError, ValueError) as error:
         raise refuse(f"has an invalid model configuration ({error})") from error
-    if (model["class"] == "AutoRec") != (recipe.family == "ratings"):
+    if FAMILIES.get(model["class"], "lists") != recipe.family:
         raise refuse(f"pairs a {model['class']} with a {type(recipe).__name__}")
     weights = payload["state_dict"]
     if not isinstance(weights, dict) or set(weights) != set(expected) or any(
@@ -301,7 +305,7 @@ def _check_layout(payload, model, recipe, refuse) -> None:
     n_inputs = model["config"].get("n_inputs", model["config"].get("n_items"))
     if not all(isinstance(ids, torch.Tensor) and ids.dim() == 1 and not ids.is_floating_point() for ids in (row_ids, col_ids)):
         raise refuse("has been altered: its row and column ids are not lists of whole numbers")
-    if payload["by"] not in ("user", "item") or len(col_ids) != n_inputs or (recipe.family == "lists" and payload["by"] != "user"):
+    if payload["by"] not in ("user", "item") or len(col_ids) != n_inputs or (recipe.family != "ratings" and payload["by"] != "user"):
         raise refuse("has a matrix layout that does not fit its model")
     if len(row_ids) == 0:
         raise refuse("has no rows")

@@ -223,7 +223,10 @@ class DenseProblem:
             return torch.optim.Adam(self.model.parameters(), lr=lr)
         if name == "rprop":
             return torch.optim.Rprop(self.model.parameters(), lr=lr)
-        return torch.optim.LBFGS(self.model.parameters(), lr=lr, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+        # one L-BFGS iteration per epoch, whose line search may evaluate the loss up to 25 times (PyTorch's default,
+        # 1.25 x max_iter, leaves it one evaluation: L-BFGS then stalls after its first, tiny step)
+        return torch.optim.LBFGS(self.model.parameters(), lr=lr, max_iter=1, max_eval=25, history_size=20,
+                                 line_search_fn="strong_wolfe")
 
     def batches(self, generator: torch.Generator) -> list:
         if self.n_batches == 1:
@@ -270,14 +273,15 @@ class Trained:
 
 def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec", user_ids=None, item_ids=None,
                   seed: int = 0, device: str | torch.device | None = None, progress: bool = True,
-                  sparse: bool | None = None, **changes) -> Trained:
+                  sparse: bool | None = None, validation_seed: int | None = None, **changes) -> Trained:
     """Train a rating recipe (a name from ``recipes.RECIPES`` or an ``AutoRecRecipe``) on ``train`` (chapter 03).
 
     ``changes`` change single settings, e.g. ``train_autorec(train, "I-AutoRec", hidden=200)``. Pass the
     full ``user_ids``/``item_ids`` so that test users and movies have a place in the matrix.
     ``sparse``: train on chapter 05's sparse path (give a ``batch_size``); None decides by size
     (``sparse.fits_dense``). The validation ratings are drawn once, here: early stopping watches them, and
-    the bias baseline (the residual recipe's, and the fallback) never sees them.
+    the bias baseline (the residual recipe's, and the fallback) never sees them. ``validation_seed`` (default:
+    ``seed``) draws them, so that runs of several seeds can hold back the same ratings (chapter 07's ensembles).
     """
     recipe = get_recipe(recipe, family="ratings", **changes)
     started = time.perf_counter()
@@ -289,10 +293,10 @@ def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec"
         raise ValueError("a residual recipe needs the bias baseline as a dense users x movies matrix, which the sparse "
                          "path avoids; use 'I-AutoRec' or 'U-AutoRec', or sparse=False.")
     matrix = (sparse_rating_matrix if sparse else rating_matrix)(train, by=recipe.by, user_ids=users, item_ids=items)
-    validation = validation_part(matrix, recipe.validation_fraction, seed)
+    validation = validation_part(matrix, recipe.validation_fraction, seed if validation_seed is None else validation_seed)
     bias = BiasBaseline().fit(matrix.to_frame(keep=~validation))  # never the validation ratings
     seed_everything(seed)
-    model = AutoRec(matrix.shape[1], recipe.hidden, recipe.activation, recipe.dropout, recipe.input_dropout)
+    model = recipe.build_model(matrix.shape[1])  # an AutoRec, or chapter 07's DeepAutoRec
     baseline = bias.predict_matrix(matrix) if recipe.residual else None
     problem = autorec_problem(model, matrix, validation, recipe.l2, recipe.batch_size, baseline, device)
     history = fit(problem, recipe.epochs, recipe.lr, recipe.optimizer, recipe.patience, recipe.lr_decay, seed, progress)
