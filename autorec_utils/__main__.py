@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .checkpoint import CheckpointError, checkpoint_path, load_checkpoint, load_or_train
+from .checks import positive_int_argument
 from .evaluate import score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
@@ -32,16 +33,6 @@ from .splits import load_split
 
 VARIANTS = {"I": "I-AutoRec", "U": "U-AutoRec (residual)", "L": "EASE"}
 CHECKPOINT_NAMES = {"I": "i_autorec", "U": "u_autorec", "L": "ease"}  # data/checkpoints/<name>_<split>.pt
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
 
 
 def a_path(text: str) -> Path:
@@ -56,14 +47,14 @@ class OneLineErrors(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineErrors(prog="python -m autorec_utils", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--user", type=positive_int, default=196, help="MovieLens user id (1-943; default 196)")
-    parser.add_argument("-k", "--top", dest="k", type=positive_int, default=10, help="how many movies (default 10)")
+    parser.add_argument("--user", type=positive_int_argument, default=196, help="MovieLens user id (1-943; default 196)")
+    parser.add_argument("-k", "--top", dest="k", type=positive_int_argument, default=10, help="how many movies (default 10)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default=None, type=str.upper,
                         help="I: I-AutoRec (default: the best rating predictions), U: the residual U-AutoRec, "
                              "L: EASE (the best lists; scores, not stars)")
     parser.add_argument("--split", choices=("all", *SPLITS), default=None,
                         help="train on all ratings (default) or on a canonical split's training part (then the test RMSE is printed)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="most epochs to train (default: the recipe's, with early stopping)")
+    parser.add_argument("--epochs", type=positive_int_argument, default=None, help="most epochs to train (default: the recipe's, with early stopping)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--checkpoint", type=a_path, default=None,
                         help="checkpoint to load, or to write after training (default data/checkpoints/<variant>_autorec_<split>.pt)")

@@ -3,6 +3,7 @@ the value and what was expected (used by every chapter)."""
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import numpy as np
@@ -57,3 +58,15 @@ def check_problem(model, matrix, validation, l2, batch_size, matrix_type: type) 
                          "splits.validation_part draws it.")
     check_number("l2 (lambda)", l2, 0)
     check_positive_int("batch_size", batch_size, none_means="full batch")
+
+
+def positive_int_argument(text: str) -> int:
+    """An argparse ``type`` for a positive whole number: the command lines' one check (``--epochs 0`` is refused
+    with the reason, before anything starts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value

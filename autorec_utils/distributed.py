@@ -53,6 +53,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import check_writable, checkpoint_path, fingerprint, save_checkpoint
+from .checks import positive_int_argument
 from .evaluate import BiasBaseline, score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
@@ -325,16 +326,6 @@ def _one_line_parser(prog: str, **kwargs) -> argparse.ArgumentParser:
     return OneLine(prog=prog, **kwargs)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -355,8 +346,8 @@ def _recipe_name(text: str) -> str:
 def _launch_parser(add_help: bool = False) -> argparse.ArgumentParser:
     parser = _one_line_parser("python -m autorec_utils.distributed", add_help=add_help)
     launch = parser.add_argument_group("launching (only without torchrun; torchrun takes the same options itself)")
-    launch.add_argument("--nproc-per-node", type=_positive_int, default=1, help="processes on this machine (default 1)")
-    launch.add_argument("--nnodes", type=_positive_int, default=1, help="machines (default 1)")
+    launch.add_argument("--nproc-per-node", type=positive_int_argument, default=1, help="processes on this machine (default 1)")
+    launch.add_argument("--nnodes", type=positive_int_argument, default=1, help="machines (default 1)")
     launch.add_argument("--node-rank", type=int, default=0, help="this machine's number, 0 ... nnodes - 1 (default 0)")
     launch.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of machine 0, where the processes meet (several machines)")
     launch.add_argument("--rdzv-timeout", type=_seconds, default=60.0, help="seconds to wait for the other machines (default 60)")
@@ -370,11 +361,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="I (I-AutoRec, the default), U (U-AutoRec) or a rating recipe's name")
     parser.add_argument("--split", choices=("all", *SPLITS), default="all",
                         help="train on all ratings (default) or on a canonical split's training part (then the test RMSE is printed)")
-    parser.add_argument("--batch-size", type=_positive_int, default=None,
+    parser.add_argument("--batch-size", type=positive_int_argument, default=None,
                         help="rows per step in each process (default: the recipe's, all rows); a step of W processes "
                              "is the single process's step with W x this batch")
-    parser.add_argument("--epochs", type=_positive_int, default=None, help="most epochs (default: the recipe's, with early stopping)")
-    parser.add_argument("--patience", type=_positive_int, default=None, help="epochs without a better validation RMSE before stopping")
+    parser.add_argument("--epochs", type=positive_int_argument, default=None, help="most epochs (default: the recipe's, with early stopping)")
+    parser.add_argument("--patience", type=positive_int_argument, default=None, help="epochs without a better validation RMSE before stopping")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): the same seed gives the same weights")
     parser.add_argument("--sparse", action="store_true", help="train on chapter 05's sparse path (default: by size)")
     parser.add_argument("--checkpoint", type=lambda text: Path(text).expanduser(), default=None,

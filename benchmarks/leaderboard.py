@@ -209,7 +209,10 @@ def main() -> None:
     args = parser.parse_args()
     path = fetch_movielens(progress=False, verbose=False).path
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device: CPU", flush=True)
-    results = {"grid": [], "epoch": [], "ladder": [], "seeds": [], "curves": {}}
+    results = {"grid": [], "epoch": [], "ladder": [], "seeds": [], "curves": {},
+               "changes": {name: {"base": base, **changes, **({"problem": problem.__name__} if problem else {})}
+                           for name, (changes, problem, base) in CHANGES.items()},
+               "averages": AVERAGES}
     for fold in args.folds:
         out = run_fold(fold, path, args.changes, args.seed, ladder=fold in args.ladder_folds)
         for key in ("grid", "epoch", "ladder", "seeds"):

@@ -42,6 +42,10 @@ PARAMETER_SETS = {
         {"SPLIT": "u3", "RELEVANT_FROM": 5, "EPOCHS": 6, "PATIENCE": 2, "BATCH_SIZE": 512, "LR": 0.01, "DROPOUTS": [0.0, 0.8],
          "VALIDATION_FRACTION": 0.3, "EASE_L2": [300.0], "SEED": 4, "I_AUTOREC": SMALL_MODELS["I-AutoRec"]},
     ],
+    "07_reading_a_leaderboard": [
+        {"TOY_EPOCHS": 10, "TOY_NOISE": 0.01, "TOY_TRIALS": 200, "SEED": 3},
+        {"SPLIT": "u2", "RECIPE": "U-AutoRec (residual)", "TOY_MEAN": 0.95, "TOY_EPOCHS": 500, "TOY_NOISE": 0.0005},
+    ],
     "05_scaling_up": [
         {"HIDDEN": 100, "LARGE_EPOCHS": 5, "BATCH_SIZE": 256, "CURVE_FRACTIONS": [1 / 256, 1 / 128]},
         {"HIDDEN": 50, "LARGE_SHAPE": "ml-100k", "LARGE_EPOCHS": 3, "BATCH_SIZE": 4096, "CURVE_FRACTIONS": [1 / 512]},
