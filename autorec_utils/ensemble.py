@@ -24,7 +24,7 @@ from .splits import validation_part
 from .train import History, Trained, predictor_for, train_autorec
 from .variants import DeepAutoRec
 
-__all__ = ["AutoRecEnsemble", "EnsemblePredictor", "blend_weights", "train_ensemble"]
+__all__ = ["AutoRecEnsemble", "EnsemblePredictor", "blend_weights", "member_columns", "train_ensemble"]
 
 MEMBER_MODELS = {cls.__name__: cls for cls in (AutoRec, DeepAutoRec)}
 
@@ -106,7 +106,8 @@ def blend_weights(predictions: np.ndarray, ratings: np.ndarray, step: float = 0.
         raise ValueError(f"predictions must be ratings x models, got shape {predictions.shape} for {len(ratings)} ratings.")
     units = int(round(1 / step))
     if not np.isclose(units * step, 1):
-        raise ValueError(f"blend_step must divide 1 (0.05, 0.1, 0.25, ...), got {step!r}.")
+        raise ValueError(f"the blend step (an EnsembleRecipe's blend_step) must divide 1 (0.05, 0.1, 0.25, ...), "
+                         f"got {step!r}.")
     best, best_rmse = None, np.inf
     for split in itertools.product(range(units + 1), repeat=predictions.shape[1] - 1):
         if sum(split) > units:
@@ -129,6 +130,26 @@ def validation_ratings(trained: Trained, validation: torch.Tensor) -> pd.DataFra
     return held.assign(prediction=predictor.predict(held.user_id.to_numpy(), held.item_id.to_numpy()))
 
 
+def member_columns(members: list[list[Trained]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """The validation ratings that every run of ``members`` (a list of runs per member) held back, and one
+    column per member: the mean of its runs' predictions for them (chapter 07). Runs that held back different
+    ratings cannot be blended on them: that raises."""
+    held, columns = None, []
+    for runs in members:
+        predictions = []
+        for run in runs:
+            part = validation_ratings(run, validation_part(run.matrix, run.recipe.validation_fraction, run.held_back_with))
+            if held is None:
+                held = part
+            elif not held[["user_id", "item_id"]].equals(part[["user_id", "item_id"]]):
+                raise ValueError("these runs held back different validation ratings, so no blend can be chosen on them: "
+                                 "train them with one validation_seed (train_autorec(..., validation_seed=...)) and one "
+                                 "validation_fraction, as train_ensemble does.")
+            predictions.append(part.prediction.to_numpy())
+        columns.append(np.mean(predictions, axis=0))
+    return held, np.column_stack(columns)
+
+
 def train_ensemble(train: pd.DataFrame, recipe: str | EnsembleRecipe, user_ids=None, item_ids=None, seed: int = 0,
                    device: str | torch.device | None = None, progress: bool = True, **changes) -> Trained:
     """Train an ``EnsembleRecipe`` (a name from ``recipes.RECIPES`` or the recipe) on ``train`` (chapter 07): every
@@ -139,24 +160,15 @@ def train_ensemble(train: pd.DataFrame, recipe: str | EnsembleRecipe, user_ids=N
     recipe = get_recipe(recipe, family="ensembles", **changes)
     users = np.unique(train.user_id if user_ids is None else user_ids)
     items = np.unique(train.item_id if item_ids is None else item_ids)
-    runs, columns, held = [], [], None  # runs: (member index, Trained); columns: each member's validation predictions
-    for index, (member, count) in enumerate(zip(recipe.members, recipe.seed_counts, strict=True)):
-        predictions = []
-        for offset in range(count):
-            trained = train_autorec(train, member, user_ids=users, item_ids=items, seed=seed + offset,
-                                    validation_seed=seed, device=device, progress=progress)
-            part = validation_ratings(trained, validation_part(trained.matrix, member.validation_fraction, seed))
-            if held is None:
-                held = part
-            elif not held[["user_id", "item_id"]].equals(part[["user_id", "item_id"]]):
-                raise RuntimeError("the members did not hold back the same validation ratings")
-            runs.append((index, trained))
-            predictions.append(part.prediction.to_numpy())
-        columns.append(np.mean(predictions, axis=0))
-    blend, val_rmse = blend_weights(np.column_stack(columns), held.rating.to_numpy(), recipe.blend_step)
-    every_run = [run for _, run in runs]
+    member_runs = [[train_autorec(train, member, user_ids=users, item_ids=items, seed=seed + offset, validation_seed=seed,
+                                  device=device, progress=progress) for offset in range(count)]
+                   for member, count in zip(recipe.members, recipe.seed_counts, strict=True)]
+    held, columns = member_columns(member_runs)
+    blend, val_rmse = blend_weights(columns, held.rating.to_numpy(), recipe.blend_step)
+    every_run = [run for runs in member_runs for run in runs]
     seconds = sum(run.seconds for run in every_run)  # every run's cost, kept or not
-    runs = [(index, run) for index, run in runs if blend[index] > 0]  # a member blended with weight 0 is dropped
+    # a member blended with weight 0 is dropped
+    runs = [(index, run) for index, member in enumerate(member_runs) if blend[index] > 0 for run in member]
     specs = [{"class": type(run.model).__name__, "config": dict(run.model.config), "by": run.matrix.by, "member": index,
               "seed": run.seed} for index, run in runs]
     model = AutoRecEnsemble(len(users), len(items), specs,

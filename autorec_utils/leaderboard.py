@@ -12,15 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .evaluate import BiasBaseline, score
-from .matrix import rating_matrix
+from .evaluate import score
 from .recipes import AutoRecRecipe, get_recipe
-from .splits import validation_part
-from .train import History, Problem, Trained, autorec_problem, fit, predictor_for, seed_everything
+from .train import History, Problem, Trained, autorec_problem, autorec_setup, fit, predictor_for
 
 __all__ = ["PUBLISHED", "TestWatch", "selection_optimism", "train_watching_test"]
 
@@ -89,14 +86,7 @@ def train_watching_test(train: pd.DataFrame, test: pd.DataFrame, recipe: str | A
     builds another problem, for changes to the training that no recipe setting makes (benchmarks/leaderboard.py)."""
     recipe = get_recipe(recipe, family="ratings", **changes)
     started = time.perf_counter()
-    users = np.unique(train.user_id if user_ids is None else user_ids)
-    items = np.unique(train.item_id if item_ids is None else item_ids)
-    matrix = rating_matrix(train, by=recipe.by, user_ids=users, item_ids=items)
-    validation = validation_part(matrix, recipe.validation_fraction, seed)
-    bias = BiasBaseline().fit(matrix.to_frame(keep=~validation))
-    seed_everything(seed)
-    model = recipe.build_model(matrix.shape[1])
-    baseline = bias.predict_matrix(matrix) if recipe.residual else None
+    matrix, validation, bias, model, baseline = autorec_setup(train, recipe, user_ids, item_ids, seed, sparse=False)
     problem = (make_problem or autorec_problem)(model, matrix, validation, recipe.l2, recipe.batch_size, baseline)
 
     def test_rmse() -> float:  # the predictor of this epoch's weights, as evaluate.score scores the final one

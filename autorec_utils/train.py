@@ -30,8 +30,8 @@ from .sparse import SparseAutoRecPredictor, SparseProblem, SparseRatingMatrix, f
 from .splits import random_split, validation_part
 
 __all__ = [  # what the notebooks, the command line and users call
-    "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "chosen_on_validation", "fit",
-    "hold_out", "pick_device", "random_splits_rmse", "seed_everything", "train_autorec",
+    "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "autorec_setup",
+    "chosen_on_validation", "fit", "hold_out", "pick_device", "random_splits_rmse", "seed_everything", "train_autorec",
 ]
 
 
@@ -254,7 +254,8 @@ class Trained:
     """A trained model of either family, with everything it came from (chapters 03 and 06): the model, the
     training matrix it reads (its orientation), its ``predictor`` (the interface chapter 04 uses), the
     recipe, how training went, the seed, and the canonical split it was trained on when known ("all":
-    every rating). ``bias`` is the bias baseline of a rating model (fitted on the ratings it was fitted on)."""
+    every rating). ``bias`` is the bias baseline of a rating model (fitted on the ratings it was fitted on);
+    ``validation_seed`` drew the validation ratings it held back, when not ``seed`` (chapter 07's ensembles)."""
 
     model: torch.nn.Module
     matrix: RatingMatrix | SparseRatingMatrix
@@ -265,10 +266,16 @@ class Trained:
     seed: int = 0
     split: str | None = None
     bias: BiasBaseline | None = None
+    validation_seed: int | None = None
 
     @property
     def settings(self) -> dict:
         return self.recipe.settings()
+
+    @property
+    def held_back_with(self) -> int:
+        """The seed that drew the validation ratings this run held back."""
+        return self.seed if self.validation_seed is None else self.validation_seed
 
 
 def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec", user_ids=None, item_ids=None,
@@ -285,6 +292,21 @@ def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec"
     """
     recipe = get_recipe(recipe, family="ratings", **changes)
     started = time.perf_counter()
+    matrix, validation, bias, model, baseline = autorec_setup(train, recipe, user_ids, item_ids, seed, validation_seed,
+                                                              sparse)
+    problem = autorec_problem(model, matrix, validation, recipe.l2, recipe.batch_size, baseline, device)
+    history = fit(problem, recipe.epochs, recipe.lr, recipe.optimizer, recipe.patience, recipe.lr_decay, seed, progress)
+    predictor = predictor_for(model, matrix, bias, recipe)
+    return Trained(model, matrix, predictor, recipe, history, time.perf_counter() - started, seed, bias=bias,
+                   validation_seed=validation_seed)
+
+
+def autorec_setup(train: pd.DataFrame, recipe: AutoRecRecipe, user_ids=None, item_ids=None, seed: int = 0,
+                  validation_seed: int | None = None, sparse: bool | None = None) -> tuple:
+    """What ``train_autorec`` trains on, before the first step: the rating matrix in the recipe's orientation,
+    its validation ratings (drawn with ``validation_seed``, default ``seed``), the bias baseline fitted
+    without them, the untrained model (initialised with ``seed``) and the residual recipe's baseline matrix
+    (None for the others). Chapter 07's ``train_watching_test`` starts from the same."""
     users = np.unique(train.user_id if user_ids is None else user_ids)
     items = np.unique(train.item_id if item_ids is None else item_ids)
     if sparse is None:
@@ -298,10 +320,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec"
     seed_everything(seed)
     model = recipe.build_model(matrix.shape[1])  # an AutoRec, or chapter 07's DeepAutoRec
     baseline = bias.predict_matrix(matrix) if recipe.residual else None
-    problem = autorec_problem(model, matrix, validation, recipe.l2, recipe.batch_size, baseline, device)
-    history = fit(problem, recipe.epochs, recipe.lr, recipe.optimizer, recipe.patience, recipe.lr_decay, seed, progress)
-    predictor = predictor_for(model, matrix, bias, recipe)
-    return Trained(model, matrix, predictor, recipe, history, time.perf_counter() - started, seed, bias=bias)
+    return matrix, validation, bias, model, baseline
 
 
 def predictor_for(model: AutoRec, matrix: RatingMatrix | SparseRatingMatrix, bias: BiasBaseline,

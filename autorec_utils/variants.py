@@ -11,10 +11,11 @@ exactly what ``AutoRec`` computes.
 
 The local kernel layer multiplies each weight by a learned closeness of its two ends,
 
-    W_eff[i, j] = W[i, j] * max(0, 1 - ||u_i - v_j||^2),    u_i, v_j in R^d,
+    W_eff[j, i] = W[j, i] * max(0, 1 - ||u_i - v_j||^2),    u_i, v_j in R^d,
 
-so that a weight whose input and output are far apart (in a learned d-dimensional space) is exactly 0: a
-sparse layer whose sparsity pattern is learned. ``kernel_penalty`` adds sum K^2 (times it) to the penalty,
+(W is out x in, as in ``nn.Linear``; u_i is input unit i's point, v_j output unit j's), so that a weight
+whose input and output are far apart (in a learned d-dimensional space) is exactly 0: a sparse layer whose
+sparsity pattern is learned. ``kernel_penalty`` adds sum K^2 (times it) to the penalty,
 which pulls the kernel towards sparsity.
 """
 
@@ -32,8 +33,8 @@ DEEP_ACTIVATIONS = {**ACTIVATIONS, "selu": nn.SELU}  # SELU: the NVIDIA deep aut
 
 
 def local_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """K[i, j] = max(0, 1 - ||u_i - v_j||^2) for the rows u_i of ``u`` (n_in x d) and v_j of ``v`` (n_out x d):
-    1 where the two points coincide, 0 from distance 1 on (chapter 07)."""
+    """K[i, j] = max(0, 1 - ||u_i - v_j||^2) for the rows u_i of ``u`` (n x d) and v_j of ``v`` (m x d), an
+    n x m matrix: 1 where the two points coincide, 0 from distance 1 on (chapter 07)."""
     return (1 - torch.cdist(u, v).square()).clamp(min=0)
 
 
@@ -50,7 +51,7 @@ class KernelLinear(nn.Module):
         self.v = nn.Parameter(1e-3 * torch.randn(out_features, kernel))
 
     def kernel(self) -> torch.Tensor:
-        """K, out x in: how much of each raw weight is used."""
+        """K, out x in (so the output units' points come first): how much of each raw weight is used."""
         return local_kernel(self.v, self.u)
 
     @property

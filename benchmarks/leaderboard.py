@@ -2,8 +2,8 @@
 error of AutoRec on MovieLens-100K's canonical folds. Writes benchmarks/results/leaderboard.json, which
 notebook 07 shows.
 
-    python benchmarks/leaderboard.py                       # optimism on u1..u5, the ladder on u1 (about 40 minutes)
-    python benchmarks/leaderboard.py --ladder-folds u1 u2 u3 u4 u5   # the ladder on every fold (about 2 hours)
+    python benchmarks/leaderboard.py                       # optimism and the ladder on u1..u5 (about an hour)
+    python benchmarks/leaderboard.py --ladder-folds u1     # optimism on u1..u5, the ladder on u1 only
     python benchmarks/leaderboard.py --folds u1 --changes "I-AutoRec" "+ local kernel (GLocal-K's pre-training)"
 
 1. Optimism. On every fold, I-AutoRec's grid (benchmarks/rmse.py's GRIDS) is trained with the test RMSE of
@@ -31,14 +31,14 @@ import pandas as pd
 import torch
 from rmse import GRIDS  # benchmarks/rmse.py, next to this file
 
-from autorec_utils.ensemble import blend_weights, validation_ratings
+from autorec_utils.ensemble import blend_weights, member_columns
 from autorec_utils.evaluate import RATING_RANGE, BiasBaseline, rmse, score
 from autorec_utils.fetch import fetch_movielens
 from autorec_utils.leaderboard import selection_optimism, train_watching_test
 from autorec_utils.load import load_movies, load_users
 from autorec_utils.recipes import RECIPES, DeepAutoRecRecipe
 from autorec_utils.releases import SPLITS
-from autorec_utils.splits import load_split, validation_part
+from autorec_utils.splits import load_split
 from autorec_utils.train import DenseProblem, chosen_on_validation, train_autorec
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,7 +82,7 @@ CHANGES = {
     "I-AutoRec": ({}, None, "I-AutoRec"),
     "depth: 2 x 500 (Adam)": ({"depth": 2}, None, "I-AutoRec"),
     "L-BFGS, full batch": (LBFGS, None, "I-AutoRec"),
-    "2 x 500, L-BFGS (Sparse FC without kernel)": ({**GLOCAL, "kernel": 0, **LBFGS}, None, "I-AutoRec"),
+    "2 x 500, L-BFGS (Sparse FC without kernel)": ({**GLOCAL, "kernel": 0, "kernel_penalty": 0.0, **LBFGS}, None, "I-AutoRec"),
     "+ local kernel (GLocal-K's pre-training)": ({**GLOCAL, **LBFGS}, None, "I-AutoRec"),
     "dropout 0.5 on the code": ({"dropout": 0.5}, None, "I-AutoRec"),
     "ELU": ({"activation": "elu"}, None, "I-AutoRec"),
@@ -138,23 +138,21 @@ def run_change(train, test, ids, name: str, chosen: dict, seed: int):
     return train_watching_test(train, test, recipe, seed=seed, progress=False, make_problem=problem, **ids)
 
 
-def averaged(runs: dict, test: pd.DataFrame, seed: int) -> dict:
-    """Validation and test RMSE of each blend in AVERAGES, from the runs (recipe name -> list of runs; all hold
-    back the validation ratings of ``seed``)."""
+def averaged(runs: dict, test: pd.DataFrame) -> dict:
+    """Validation and test RMSE of each blend in AVERAGES, from the runs (recipe name -> list of runs, all
+    holding back the same validation ratings), blended as ensemble.train_ensemble blends its members."""
     rows = {}
-    parts = {name: [(validation_ratings(run, validation_part(run.matrix, run.recipe.validation_fraction, seed)),
-                     run.predictor.predict(test.user_id.to_numpy(), test.item_id.to_numpy())) for run in members]
-             for name, members in runs.items()}
     for blend_name, wanted in AVERAGES.items():
-        if any(len(parts.get(name, [])) < count for name, count in wanted.items()):
+        if any(len(runs.get(name, [])) < count for name, count in wanted.items()):
             continue
-        held = parts[next(iter(wanted))][0][0]
-        columns_val = [np.mean([p[0].prediction.to_numpy() for p in parts[name][:count]], axis=0) for name, count in wanted.items()]
-        columns_test = [np.mean([p[1] for p in parts[name][:count]], axis=0) for name, count in wanted.items()]
-        weights, val_rmse = blend_weights(np.column_stack(columns_val), held.rating.to_numpy(), 0.05)
-        test_rmse = rmse(np.clip(np.column_stack(columns_test) @ weights, *RATING_RANGE), test.rating)
-        seconds = sum(run.seconds for name, count in wanted.items() for run in runs[name][:count])
-        rows[blend_name] = {"validation RMSE": val_rmse, "test RMSE": test_rmse, "seconds": seconds,
+        members = [runs[name][:count] for name, count in wanted.items()]
+        held, columns = member_columns(members)
+        weights, val_rmse = blend_weights(columns, held.rating.to_numpy(), 0.05)
+        on_test = np.column_stack([np.mean([run.predictor.predict(test.user_id.to_numpy(), test.item_id.to_numpy())
+                                            for run in member], axis=0) for member in members])
+        rows[blend_name] = {"validation RMSE": val_rmse, "test RMSE": rmse(np.clip(on_test @ weights, *RATING_RANGE),
+                                                                           test.rating),
+                            "seconds": sum(run.seconds for member in members for run in member),
                             "weights": dict(zip(wanted, weights.round(2).tolist(), strict=True))}
     return rows
 
@@ -191,7 +189,7 @@ def run_fold(fold: str, path, changes: list[str], seed: int = 0, ladder: bool = 
                           for k in range(1, SEEDS)]
         out["seeds"] += [{"fold": fold, "recipe": name, "seed": run.seed, "validation RMSE": run.history.score,
                           "test RMSE": score(run.predictor, test)["RMSE"], "seconds": run.seconds} for run in members[name]]
-    for name, row in averaged(members, test, seed).items():
+    for name, row in averaged(members, test).items():
         out["ladder"].append({"fold": fold, "change": name, **{k: v for k, v in row.items() if k != "weights"},
                               "weights": json.dumps(row["weights"])})
         print(f"  {fold} {name}: validation {row['validation RMSE']:.4f}, test {row['test RMSE']:.4f}, weights "
@@ -203,7 +201,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folds", nargs="+", default=["u1", "u2", "u3", "u4", "u5"], choices=SPLITS)
     parser.add_argument("--changes", nargs="+", default=list(CHANGES), choices=list(CHANGES))
-    parser.add_argument("--ladder-folds", nargs="+", default=["u1"], choices=SPLITS,
+    parser.add_argument("--ladder-folds", nargs="+", default=["u1", "u2", "u3", "u4", "u5"], choices=SPLITS,
                         help="the folds (among --folds) that also run the ladder of changes")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -229,6 +227,10 @@ def main() -> None:
     table = ladder.groupby("change", sort=False).agg(**{
         "u1 validation": ("validation RMSE", "first"), "u1 test": ("test RMSE", "first"),
         "mean test": ("test RMSE", "mean"), "std test": ("test RMSE", "std"), "seconds (mean)": ("seconds", "mean")})
+    laddered = ladder[ladder.fold.isin(ladder.fold[ladder.change == "I-AutoRec"])]  # the folds that ran the ladder
+    by_fold = laddered.pivot(index="change", columns="fold", values="test RMSE")
+    difference = by_fold.sub(by_fold.loc["I-AutoRec"], axis=1)  # fold by fold: the folds' own noise cancels
+    table["minus I-AutoRec: mean"], table["minus I-AutoRec: std"] = difference.mean(axis=1), difference.std(axis=1)
     print(f"\nOne change at a time (folds {', '.join(args.folds)}; first fold's numbers first):")
     print(table.to_string(float_format=lambda v: f"{v:.4f}"))
     RESULTS.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """Held-out RMSE of AutoRec and the baselines on MovieLens-100K's canonical folds, each fold tuned on its own
 validation part, and the noise; prints tables.
 
-    python benchmarks/rmse.py                       # u1..u5, three seeds on u1 (about 40 minutes on 2 cores)
+    python benchmarks/rmse.py                       # u1..u5, three seeds on u1 (about 35 minutes on 2 cores)
     python benchmarks/rmse.py --folds u1 --seeds 0 --recipes I-AutoRec
 
 Protocol: on every fold, each recipe's lambda and learning rate are chosen from a small grid by the
@@ -87,8 +87,8 @@ def run_ensemble(split: str, name: str, train, test, ids, tuned: dict, seed: int
     """An ensemble recipe whose members take the settings chosen for them on this fold (``tuned``: recipe name ->
     the chosen recipe), trained and blended on the fold's validation part, scored once on its test ratings."""
     names = {recipe: known for known, recipe in RECIPES.items()}
-    # members with a grid take the settings chosen for them on this fold; the others (the deep L-BFGS models) keep
-    # their recipe, whose settings come from the papers that use them (GLocal-K's for u1)
+    # members with a grid take the settings chosen for them on this fold; the others (the local kernel model) keep
+    # their recipe, whose settings come from the paper that uses it (GLocal-K's for u1)
     members = tuple(tuned.get(names[member], member) for member in RECIPES[name].members)
     trained = train_ensemble(train, RECIPES[name].replace(members=members), seed=seed, progress=False, **ids)
     weights = {names[member]: 0.0 for member in RECIPES[name].members}

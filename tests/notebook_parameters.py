@@ -44,7 +44,8 @@ PARAMETER_SETS = {
     ],
     "07_reading_a_leaderboard": [
         {"TOY_EPOCHS": 10, "TOY_NOISE": 0.01, "TOY_TRIALS": 200, "SEED": 3},
-        {"SPLIT": "u2", "RECIPE": "U-AutoRec (residual)", "TOY_MEAN": 0.95, "TOY_EPOCHS": 500, "TOY_NOISE": 0.0005},
+        {"SPLIT": "u2", "RECIPE": "U-AutoRec (residual)", "RECIPE_CHANGES": {"patience": 30}, "TOY_MEAN": 0.95,
+         "TOY_EPOCHS": 500, "TOY_NOISE": 0.0005},
     ],
     "05_scaling_up": [
         {"HIDDEN": 100, "LARGE_EPOCHS": 5, "BATCH_SIZE": 256, "CURVE_FRACTIONS": [1 / 256, 1 / 128]},

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from autorec_utils.checkpoint import CheckpointError, load_checkpoint, load_or_train, save_checkpoint
-from autorec_utils.ensemble import AutoRecEnsemble, blend_weights, train_ensemble
+from autorec_utils.ensemble import AutoRecEnsemble, blend_weights, member_columns, train_ensemble
 from autorec_utils.evaluate import rmse, score
 from autorec_utils.leaderboard import PUBLISHED, selection_optimism, train_watching_test
 from autorec_utils.load import load_movies, load_users
@@ -199,6 +199,10 @@ def test_the_blend_is_chosen_on_the_shared_validation_ratings(data):
     assert trained.history.score == pytest.approx(error)
     kept = {spec["member"]: w for spec, w in zip(trained.model.config["members"], trained.model.config["weights"], strict=True)}
     assert all(kept.get(i, 0.0) == pytest.approx(w) for i, w in enumerate(weights))
+    own_draw = train_autorec(train, RECIPES["U-AutoRec"].replace(**QUICK), seed=4, progress=False, **ids)
+    assert own_draw.held_back_with == 4 and trained.runs[1].held_back_with == 3
+    with pytest.raises(ValueError, match="held back different validation ratings"):
+        member_columns([trained.runs[:1], [own_draw]])  # it may have fitted ratings the blend would be chosen on
 
 
 def test_an_ensemble_round_trips_through_a_checkpoint(data, ml_folder, tmp_path):
