@@ -106,7 +106,7 @@ def one_of_several(job: dict) -> dict | None:
     import torch.distributed as dist
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-    from autorec_utils.distributed import init, shard_problem
+    from autorec_utils.distributed import close, init, shard_problem
     from autorec_utils.recipes import get_recipe
 
     init()
@@ -125,7 +125,7 @@ def one_of_several(job: dict) -> dict | None:
     mine = timed_fit(problem, recipe, waited)
     everyone, rank = [None] * dist.get_world_size(), dist.get_rank()
     dist.all_gather_object(everyone, mine)
-    dist.destroy_process_group()
+    close()
     if rank != 0:
         return None
     mean = {key: sum(each[key] for each in everyone) / len(everyone) for key in mine}  # the processes' mean
@@ -177,6 +177,10 @@ def main() -> None:
         result = one_process(job) if job["processes"] == 1 else one_of_several(job)
         if result is not None:
             Path(args.out).write_text(json.dumps(result))
+        if job["processes"] > 1:
+            from autorec_utils.distributed import exit_worker
+
+            exit_worker(0)  # one of several processes: see exit_worker
         return
 
     from autorec_utils.releases import RELEASES

@@ -103,7 +103,7 @@ WORKER = textwrap.dedent("""
         base.write_text(first + "\\n" + base.read_text().split("\\n", 1)[1])  # one rating changed
     found["cli_mismatch"] = distributed.work(["--data-dir", str(copy), "--checkpoint", str(out / "m.pt"), *common])
     (out / f"rank{rank}.json").write_text(json.dumps(found))
-    dist.destroy_process_group()
+    distributed.exit_worker(0)
 """)
 
 
@@ -301,6 +301,15 @@ def test_the_launcher_ends_as_its_processes_end(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:  # a bad option: found before anything starts, as argparse does
         distributed.launch(["--nproc-per-node", "2", "--batch-size", "0"])
     assert stopped.value.code == 2 and "argument --batch-size: 0 is not positive" in capsys.readouterr().err
+
+
+def test_a_process_of_a_run_ends_with_its_status_and_all_its_output():
+    """exit_worker skips Python's teardown (where gloo's threads may abort the process), not what was printed."""
+    script = ("import sys; from autorec_utils import distributed\ndistributed.init(timeout=10)\nprint('trained', end='')\n"
+              "sys.stderr.write('a note')\ndistributed.exit_worker(3)\nprint('never')")
+    code, out, err = finish(start(["-c", script], MASTER_PORT=str(free_port()), RANK="0", WORLD_SIZE="1",
+                                  PYTHONUNBUFFERED=""), 60)  # buffered, as output to a pipe usually is
+    assert (code, out, err) == (3, "trained", "a note")
 
 
 def test_shards_cover_every_row_once():
