@@ -106,7 +106,7 @@ def one_of_several(job: dict) -> dict | None:
     import torch.distributed as dist
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-    from autorec_utils.distributed import close, init, shard_problem
+    from autorec_utils.distributed import init, shard_problem
     from autorec_utils.recipes import get_recipe
 
     init()
@@ -124,8 +124,7 @@ def one_of_several(job: dict) -> dict | None:
     problem = shard_problem(ratings(job["shape"]), recipe, sparse=job["path"] == "sparse", comm_hook=timed).problem
     mine = timed_fit(problem, recipe, waited)
     everyone, rank = [None] * dist.get_world_size(), dist.get_rank()
-    dist.all_gather_object(everyone, mine)
-    close()
+    dist.all_gather_object(everyone, mine)  # the last collective: main ends this process with exit_worker
     if rank != 0:
         return None
     mean = {key: sum(each[key] for each in everyone) / len(everyone) for key in mine}  # the processes' mean
