@@ -26,12 +26,11 @@ from .checks import positive_int_argument
 from .evaluate import score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
-from .recipes import RECIPES
+from .recipes import RECIPES, VARIANTS
 from .recommend import top_k
 from .releases import DATA_DIR_ENV, SPLITS, display_path
 from .splits import load_split
 
-VARIANTS = {"I": "I-AutoRec", "U": "U-AutoRec (residual)", "L": "EASE"}
 CHECKPOINT_NAMES = {"I": "i_autorec", "U": "u_autorec", "L": "ease"}  # data/checkpoints/<name>_<split>.pt
 
 

@@ -9,6 +9,10 @@ but not the ratings themselves: loading re-reads them from the data folder (the 
 redistributing them, and checkpoints get shared). Loading checks every part (keys, types, shapes,
 finite numbers, a recipe the package knows) and the checksum, so a hand-edited file is refused in one
 line. A model trained on the sparse path (chapter 05) loads back as the sparse predictor.
+
+Every family of models is saved and loaded by the same code: the recipe names its model class and
+``recipes.FAMILIES`` how its predictor is made, so loading a list model or an ensemble imports its elective
+module (chapters 06-07) then, and this module imports none.
 """
 
 from __future__ import annotations
@@ -24,27 +28,21 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .ensemble import AutoRecEnsemble, ensemble_predictor, train_ensemble
 from .evaluate import BiasBaseline
-from .matrix import rating_matrix
-from .model import AutoRec
-from .recipes import Recipe, get_recipe
+from .matrix import matrix_for
+from .recipes import FAMILIES, Recipe, get_recipe
 from .releases import SPLITS, data_root, display_path, written_atomically
-from .sparse import SparseRatingMatrix, sparse_rating_matrix
 from .splits import load_split
-from .topn import EASE, ListPredictor, MultDAE, MultVAE, train_list_model
-from .train import History, Trained, predictor_for, train_autorec
-from .variants import DeepAutoRec
+from .train import History, Trained
 
 __all__ = [  # what the notebooks, the command line and users call
-    "CheckpointError", "checkpoint_path", "load_checkpoint", "load_or_train", "save_checkpoint",
+    "CheckpointError", "check_writable", "checkpoint_path", "fingerprint", "load_checkpoint", "load_or_train",
+    "save_checkpoint",
 ]
 
 
 VERSION = 3
 FORMAT = f"autorec-checkpoint/{VERSION}"
-MODELS = {cls.__name__: cls for cls in (AutoRec, MultDAE, MultVAE, EASE, DeepAutoRec, AutoRecEnsemble)}
-FAMILIES = {"AutoRec": "ratings", "DeepAutoRec": "ratings", "AutoRecEnsemble": "ensembles"}  # the rest: "lists"
 _KEYS = {"format", "library_version", "recipe", "model", "state_dict", "by", "sparse", "row_ids", "col_ids",
          "n_train_ratings", "fingerprint", "split", "bias", "history", "seed", "seconds", "checksum"}
 _BIAS_KEYS = {"mean", "user_ids", "user_bias", "item_ids", "item_bias"}
@@ -101,7 +99,7 @@ def save_checkpoint(trained: Trained, path: str | Path, split: str | None, train
         "model": {"class": type(trained.model).__name__, "config": dict(trained.model.config)},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()},
         "by": trained.matrix.by,
-        "sparse": isinstance(trained.matrix, SparseRatingMatrix),
+        "sparse": trained.matrix.sparse,
         "row_ids": torch.as_tensor(trained.matrix.row_ids, dtype=torch.int64),
         "col_ids": torch.as_tensor(trained.matrix.col_ids, dtype=torch.int64),
         "n_train_ratings": trained.matrix.n_observed,
@@ -151,10 +149,9 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
                               f"split {payload['split']!r}); retrain it on this data, or give the ratings it was trained on.")
     row_ids, col_ids = payload["row_ids"].numpy(), payload["col_ids"].numpy()
     users, items = (row_ids, col_ids) if payload["by"] == "user" else (col_ids, row_ids)
-    build = sparse_rating_matrix if payload["sparse"] else rating_matrix
-    matrix = build(train, by=payload["by"], user_ids=users, item_ids=items)
+    matrix = matrix_for(train, by=payload["by"], user_ids=users, item_ids=items, sparse=payload["sparse"])
 
-    model = MODELS[payload["model"]["class"]](**payload["model"]["config"])
+    model = recipe.model_class()(**payload["model"]["config"])
     model.load_state_dict(payload["state_dict"])
     model.to(device or "cpu").eval()
     stored, bias = payload["bias"], None
@@ -163,8 +160,7 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
         bias.mean_ = stored["mean"]
         bias.user_ids_, bias.user_bias_ = stored["user_ids"].numpy(), stored["user_bias"].numpy()
         bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
-    predictor = (predictor_for(model, matrix, bias, recipe) if recipe.family == "ratings" else
-                 ensemble_predictor(model, matrix, bias, recipe) if recipe.family == "ensembles" else ListPredictor(model, matrix))
+    predictor = FAMILIES[recipe.family].make_predictor(model, matrix, bias, recipe)
     history = History(**payload["history"])
     return Trained(model, matrix, predictor, recipe, history, payload["seconds"], payload["seed"], payload["split"], bias)
 
@@ -201,8 +197,8 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | Recipe, s
         if reason.endswith("trained again"):  # say both: why it was not used, and why it cannot be replaced
             raise PermissionError(f"{reason.removesuffix('; trained again')}, and {error}") from None
         raise
-    trainer = {"ratings": train_autorec, "ensembles": train_ensemble, "lists": train_list_model}[wanted.family]
-    trained = trainer(train, wanted, seed=seed, progress=progress, user_ids=user_ids, item_ids=item_ids)
+    trained = FAMILIES[wanted.family].train(train, wanted, seed=seed, progress=progress, user_ids=user_ids,
+                                            item_ids=item_ids)
     trained.split = split
     try:
         save_checkpoint(trained, path, split=split, train=train)
@@ -247,6 +243,23 @@ def _check_payload(payload, where: str) -> Recipe:
     def refuse(problem: str) -> CheckpointError:
         return CheckpointError(f"{where} {problem}. {again}")
 
+    _check_format(payload, where)
+    missing, extra = sorted(_KEYS - set(payload)), sorted(set(payload) - _KEYS)
+    if missing or extra:
+        raise refuse("has been altered: " + "; ".join(
+            part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part))
+    recipe = _stored_recipe(payload["recipe"], refuse)
+    _check_weights(payload, recipe, where, refuse)
+    _check_layout(payload, payload["model"], recipe, refuse)
+    _check_bias(payload["bias"], recipe, refuse)
+    _check_history(payload["history"], refuse)
+    if payload["checksum"] != _checksum(payload):
+        raise refuse("has been altered since it was saved (its contents do not match its checksum)")
+    return recipe
+
+
+def _check_format(payload, where: str) -> None:
+    """A checkpoint of this package, in the format this version reads."""
     if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("autorec-checkpoint/"):
         raise CheckpointError(f"{where} is not an AutoRec checkpoint.")
     version = re.fullmatch(r"autorec-checkpoint/(\d+)", payload["format"])
@@ -257,22 +270,20 @@ def _check_payload(payload, where: str) -> Recipe:
         raise CheckpointError(f"{where} was written by a newer version of autorec_utils ({payload['format']}; this one "
                               f"reads {FORMAT}); upgrade the package (git pull, then pip install -e .), or save it again "
                               "with this version.")
-    missing, extra = sorted(_KEYS - set(payload)), sorted(set(payload) - _KEYS)
-    if missing or extra:
-        raise refuse("has been altered: " + "; ".join(
-            part for part in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if part))
-    recipe = _stored_recipe(payload["recipe"], refuse)
-    model = payload["model"]
-    if not isinstance(model, dict) or set(model) != {"class", "config"} or model["class"] not in MODELS \
-            or not isinstance(model["config"], dict):
-        raise refuse(f"names a model this package does not have (it has {', '.join(MODELS)})")
+
+
+def _check_weights(payload, recipe: Recipe, where: str, refuse) -> None:
+    """The model class the recipe trains, a configuration it accepts, and finite weights of the shapes it makes."""
+    model, model_class = payload["model"], recipe.model_class()
+    if not isinstance(model, dict) or set(model) != {"class", "config"} or not isinstance(model["config"], dict):
+        raise refuse("has been altered: its model is not a stored model")
+    if model["class"] != model_class.__name__:
+        raise refuse(f"pairs a {model['class']} with a {type(recipe).__name__} (which trains a {model_class.__name__})")
     try:
         with torch.device("meta"):  # shapes only: no memory, no random weights
-            expected = MODELS[model["class"]](**model["config"]).state_dict()
+            expected = model_class(**model["config"]).state_dict()
     except (TypeError, ValueError) as error:
         raise refuse(f"has an invalid model configuration ({error})") from error
-    if FAMILIES.get(model["class"], "lists") != recipe.family:
-        raise refuse(f"pairs a {model['class']} with a {type(recipe).__name__}")
     weights = payload["state_dict"]
     if not isinstance(weights, dict) or set(weights) != set(expected) or any(
             not isinstance(weights[k], torch.Tensor) or weights[k].shape != v.shape for k, v in expected.items()):
@@ -280,12 +291,6 @@ def _check_payload(payload, where: str) -> Recipe:
     if not all(torch.isfinite(w).all() for w in weights.values()):
         raise CheckpointError(f"{where} holds weights that are not finite numbers (NaN or infinity): the model diverged "
                               "or the file was altered. Train it again.")
-    _check_layout(payload, model, recipe, refuse)
-    _check_bias(payload["bias"], recipe, refuse)
-    _check_history(payload["history"], refuse)
-    if payload["checksum"] != _checksum(payload):
-        raise refuse("has been altered since it was saved (its contents do not match its checksum)")
-    return recipe
 
 
 def _stored_recipe(stored, refuse) -> Recipe:

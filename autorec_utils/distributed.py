@@ -58,10 +58,11 @@ from .checks import positive_int_argument
 from .evaluate import BiasBaseline, score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
+from .matrix import fits_dense
 from .model import AutoRec
 from .recipes import RECIPES, AutoRecRecipe, get_recipe
 from .releases import DATA_DIR_ENV, SPLITS, display_path
-from .sparse import SparseProblem, SparseRatingMatrix, csr_rows, fits_dense, sparse_rating_matrix
+from .sparse import SparseProblem, SparseRatingMatrix, csr_rows, sparse_rating_matrix
 from .splits import load_split, validation_part
 from .train import Trained, autorec_problem, fit, predictor_for, seed_everything
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from .checks import check_positive_int
-from .matrix import Axes, RatingMatrix, positions
+from .matrix import MatrixAxes, RatingMatrix, positions
 from .model import AutoRec
 
 RATING_RANGE = (1.0, 5.0)
@@ -114,31 +114,46 @@ def _lookup(ids: np.ndarray, values: np.ndarray, wanted) -> np.ndarray:
 class Predictor(Protocol):
     """What every trained model of this package offers, rating and list models alike (chapters 03, 04, 06):
     chapter 04's functions (``top_k``, ``similar_movies``, the embeddings, the fold-ins) are written against
-    it and nothing else. A method that does not apply to a model raises ``ValueError`` saying what to use."""
+    it and nothing else, and the type checker (mypy, in the tests) holds every predictor class to it. A
+    method that does not apply to a model raises ``ValueError`` saying what to use."""
 
     model: torch.nn.Module
-    matrix: Axes  # the training matrix: its ids, and which movies each user rated
+    matrix: MatrixAxes  # the training matrix: its ids, which movies each user rated, how many ratings each has
     rates: bool  # True: scores are predicted ratings (shown clipped to 1-5 stars); False: list scores
     cold_start: str  # what a user without training ratings gets, in words
 
     def user_scores(self, user_id) -> np.ndarray:
         """One training user's score of every movie (``matrix.item_ids`` order); higher is better."""
+        ...
 
     @property
     def scores(self) -> np.ndarray:
         """``user_scores`` of every user at once: users x movies (for the ranking metrics)."""
+        ...
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
         """Predicted ratings of (user, movie) pairs, clipped to 1-5 (rating models only)."""
+        ...
 
     def fold_in(self, items: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Scores of every movie for a new person from a few (movie position, value) pairs, no retraining."""
+        ...
 
     def user_vectors(self) -> np.ndarray:
         """One learned vector per training user (``matrix.user_ids`` order)."""
+        ...
 
     def movie_vectors(self) -> np.ndarray:
         """One learned vector per movie (``matrix.item_ids`` order)."""
+        ...
+
+
+class HasPredictor(Protocol):
+    """A trained model that carries its predictor: ``train.Trained``, what every trainer of the package returns
+    (chapter 04's functions take it or the predictor itself)."""
+
+    @property
+    def predictor(self) -> Predictor: ...
 
 
 class AutoRecPredictor:

@@ -8,6 +8,7 @@ so nobody recomputes them differently elsewhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -15,16 +16,48 @@ import torch
 
 from .checks import is_whole
 
-__all__ = ["Axes", "RatingMatrix", "positions", "rating_matrix"]  # what the notebooks, the command line and users call
+__all__ = [  # what the notebooks, the command line and users call
+    "DENSE_LIMIT", "MatrixAxes", "RatingMatrix", "fits_dense", "matrix_for", "positions", "rating_matrix", "scatter_plan",
+]
+
+DENSE_LIMIT = 50_000_000  # cells: above this, train_autorec builds chapter 05's SparseRatingMatrix (dense float32: 200 MB)
 
 
-class Axes:
-    """The MovieLens ids along both axes of a rating matrix (dense or sparse), and the maps back to
-    positions. ``by`` says what a row is: "user" (U-AutoRec reads users) or "item" (I-AutoRec) (chapter 01)."""
+def fits_dense(n_rows: int, n_cols: int) -> bool:
+    """Whether a dense matrix of this many cells stays within ``DENSE_LIMIT``: the one place that decides
+    between the dense path and chapter 05's sparse one (chapter 05)."""
+    return n_rows * n_cols <= DENSE_LIMIT
 
+
+class MatrixAxes:
+    """What every rating matrix, dense or sparse, has: the MovieLens ids along both axes, the maps back to
+    positions, and which movies each user rated. ``by`` says what a row is: "user" (U-AutoRec reads users)
+    or "item" (I-AutoRec). ``RatingMatrix`` here and chapter 05's ``sparse.SparseRatingMatrix`` fill it in (chapter 01)."""
+
+    sparse: ClassVar[bool] = False  # True for chapter 05's SparseRatingMatrix
     row_ids: np.ndarray
     col_ids: np.ndarray
     by: str
+
+    @property
+    def n_observed(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def row_counts(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def col_counts(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The observed ratings in row-major order: their rows, columns and values."""
+        raise NotImplementedError
+
+    def rated_items(self, user_id) -> np.ndarray:
+        """Which movies (in ``item_ids`` order) ``user_id`` rated: a bool per movie."""
+        raise NotImplementedError
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -74,7 +107,7 @@ class Axes:
 
 
 @dataclass(frozen=True, eq=False)
-class RatingMatrix(Axes):
+class RatingMatrix(MatrixAxes):
     """A dense rating matrix with its observed-entry mask and the MovieLens ids of rows and columns (chapter 01).
 
     ``by="user"``: rows are users, each row a user's ratings of every movie (U-AutoRec's input).
@@ -130,8 +163,9 @@ class RatingMatrix(Axes):
         return RatingMatrix(self.values.T.contiguous(), self.mask.T.contiguous(), self.col_ids,
                             self.row_ids, "item" if self.by == "user" else "user")
 
-    def to_sparse(self) -> torch.Tensor:
-        """The observed entries as a sparse COO tensor (same shape; absent entries are unrated)."""
+    def to_sparse_coo(self) -> torch.Tensor:
+        """The observed entries as PyTorch's sparse COO tensor (same shape; absent entries are unrated). Chapter
+        05's ``SparseRatingMatrix`` is another thing: the package's own row-by-row (CSR) matrix."""
         rows, cols, values = self.entries()
         return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, self.shape, is_coalesced=True,
                                        check_invariants=False)
@@ -149,6 +183,17 @@ def rating_matrix(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_i
     grid[torch.from_numpy(rows), torch.from_numpy(cols)] = values
     matrix = RatingMatrix(grid, grid > 0, users, items, "user")
     return matrix if by == "user" else matrix.transpose()
+
+
+def matrix_for(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_ids=None,
+               sparse: bool = False) -> MatrixAxes:
+    """``rating_matrix``, or with ``sparse`` chapter 05's ``sparse_rating_matrix`` (only the observed ratings):
+    the one place that builds either, so the core imports the sparse elective only when it is asked for."""
+    if not sparse:
+        return rating_matrix(ratings, by, user_ids, item_ids)
+    from .sparse import sparse_rating_matrix  # chapter 05's elective, loaded for the sparse path only
+
+    return sparse_rating_matrix(ratings, by, user_ids, item_ids)
 
 
 def scatter_plan(ratings: pd.DataFrame, by: str, user_ids, item_ids):

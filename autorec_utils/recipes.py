@@ -5,26 +5,76 @@ A recipe means the same thing everywhere: ``train_autorec(train, "I-AutoRec")`` 
 ``train_list_model(train, "Mult-VAE")`` both train the tuned settings, a checkpoint stores the recipe it was
 trained with, and a change goes through ``recipe.replace(hidden=200)`` (``dataclasses.replace``), which
 refuses a setting the model does not take and checks every value.
+
+``FAMILIES`` is the one table of how each family of models is trained and how a loaded one predicts; each
+recipe class names its model class. Both name the electives' code (chapters 06-07) by module path, so it is
+imported when a recipe of theirs is trained or loaded, never when the core is: the recipes of the list
+models, deeper AutoRecs and ensembles are plain settings, kept here so every recipe has one meaning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
 
 from .checks import check_choice, check_number, check_positive_int, is_whole
 from .model import ACTIVATIONS, AutoRec
-from .variants import DEEP_ACTIVATIONS, DeepAutoRec
 
-__all__ = ["RECIPES", "AutoRecRecipe", "DeepAutoRecRecipe", "EASERecipe", "EnsembleRecipe", "MultDAERecipe",
-           "MultVAERecipe", "Recipe", "get_recipe"]
+__all__ = ["FAMILIES", "RECIPES", "VARIANTS", "AutoRecRecipe", "DeepAutoRecRecipe", "EASERecipe", "EnsembleRecipe",
+           "Family", "MultDAERecipe", "MultVAERecipe", "Recipe", "get_recipe", "load_name", "recipe_classes"]
+
+
+def load_name(path: str) -> Any:
+    """The object a dotted path names, e.g. ``"autorec_utils.topn.MultDAE"``; its module is imported now,
+    the first time it is needed (chapter 03)."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Family:
+    """How the models of one family are trained and how a loaded one makes its predictions (chapter 03):
+    ``trainer(train, recipe, seed=, progress=, user_ids=, item_ids=) -> Trained`` and
+    ``predictor(model, matrix, bias, recipe) -> Predictor``, both as dotted paths."""
+
+    trainer: str
+    predictor: str
+
+    @property
+    def trainer_name(self) -> str:
+        """The trainer and where to import it from, for messages: "train_autorec (autorec_utils.train)"."""
+        module, _, name = self.trainer.rpartition(".")
+        return f"{name} ({module})"
+
+    def train(self, *args, **kwargs):
+        return load_name(self.trainer)(*args, **kwargs)
+
+    def make_predictor(self, *args):
+        return load_name(self.predictor)(*args)
+
+
+FAMILIES = {
+    "ratings": Family("autorec_utils.train.train_autorec", "autorec_utils.train.predictor_for"),  # stars (chapter 03)
+    "lists": Family("autorec_utils.topn.train_list_model", "autorec_utils.topn.list_predictor"),  # lists (chapter 06)
+    "ensembles": Family("autorec_utils.ensemble.train_ensemble", "autorec_utils.ensemble.ensemble_predictor"),  # (07)
+}
 
 
 @dataclass(frozen=True)
 class Recipe:
     """The settings of one model family; subclasses list them as fields with their defaults."""
 
-    family = ""  # "ratings" (predicts stars, chapter 03) or "lists" (ranks movies, chapter 06)
+    family: ClassVar[str] = ""  # a key of FAMILIES: "ratings" (stars, chapter 03), "lists" (06), "ensembles" (07)
+    model_path: ClassVar[str] = ""  # the model class it trains, as a dotted path
+
+    @classmethod
+    def model_class(cls) -> type[nn.Module]:
+        """The model class this recipe trains (imported now, if it is an elective's)."""
+        return load_name(cls.model_path)
 
     def replace(self, **changes) -> Recipe:
         """A copy with some settings changed, e.g. ``RECIPES["I-AutoRec"].replace(hidden=200)``."""
@@ -41,8 +91,7 @@ class Recipe:
     @staticmethod
     def from_settings(name: str, settings: dict) -> Recipe:
         """The recipe of class ``name`` with ``settings`` (as stored by a checkpoint); every value checked."""
-        classes = {cls.__name__: cls for cls in (AutoRecRecipe, MultDAERecipe, MultVAERecipe, EASERecipe,
-                                                 DeepAutoRecRecipe, EnsembleRecipe)}
+        classes = recipe_classes()
         if name not in classes or not isinstance(settings, dict):
             raise ValueError(f"{name!r} is not a recipe of this package ({', '.join(classes)}).")
         return classes[name]().replace(**settings)
@@ -71,10 +120,14 @@ class AutoRecRecipe(Recipe):
     """U- or I-AutoRec (chapter 03): the model (``by``, ``hidden``, ``activation``, dropouts), the objective
     (``l2`` = lambda, ``residual``: learn r - the bias baseline), the loop (``fit``'s settings, early stopping
     on ``validation_fraction`` of the training ratings) and what a user or movie without training ratings
-    gets (``fallback``: "mean" or "bias")."""
+    gets (``fallback``: "mean" or "bias").
 
-    family = "ratings"
-    activations = ACTIVATIONS  # the activations the model takes
+    The defaults are a plain starting point (the paper's sigmoid, lambda 1, Adam at 1e-3), not a tuned recipe:
+    the tuned ones are ``RECIPES["U-AutoRec"]``, ``RECIPES["I-AutoRec"]`` and the residual U-AutoRec."""
+
+    family: ClassVar[str] = "ratings"
+    model_path: ClassVar[str] = "autorec_utils.model.AutoRec"
+    activations: ClassVar[tuple[str, ...]] = tuple(ACTIVATIONS)  # the activations the model takes
     by: str = "user"
     hidden: int = 500
     activation: str = "sigmoid"
@@ -114,9 +167,13 @@ class AutoRecRecipe(Recipe):
 class MultDAERecipe(Recipe):
     """Mult-DAE (chapter 06): the model (``hidden``, input ``dropout``), Adam (``lr``, ``weight_decay``,
     ``batch_size`` users per step) and early stopping on the NDCG@10 of ``validation_fraction`` of the
-    training ratings (a held-out rating of ``relevant_from`` stars or more counts as a hit)."""
+    training ratings (a held-out rating of ``relevant_from`` stars or more counts as a hit).
 
-    family = "lists"
+    The defaults are the paper's (Liang et al. 2018: 200 units, dropout 0.5), not the tuned recipe:
+    ``RECIPES["Mult-DAE"]`` holds what benchmarks/topn.py chose on validation ratings (600 units, no dropout)."""
+
+    family: ClassVar[str] = "lists"
+    model_path: ClassVar[str] = "autorec_utils.topn.MultDAE"
     hidden: int = 200
     dropout: float = 0.5
     lr: float = 1e-3
@@ -137,6 +194,7 @@ class MultVAERecipe(MultDAERecipe):
     """Mult-VAE (chapter 06): Mult-DAE's settings, plus the weight ``beta`` of the KL term, reached linearly
     over the first ``anneal_epochs`` epochs."""
 
+    model_path: ClassVar[str] = "autorec_utils.topn.MultVAE"
     beta: float = 0.2
     anneal_epochs: int = 50
 
@@ -149,9 +207,11 @@ class MultVAERecipe(MultDAERecipe):
 class EASERecipe(Recipe):
     """EASE (chapter 06): the ridge penalty ``l2`` (lambda), fitted in closed form. It has no epochs to choose,
     so by default it is fitted on every training rating; with ``validation_fraction`` > 0 that share is held
-    back and its NDCG@10 recorded (hits: ``relevant_from`` stars or more), to choose lambda."""
+    back and its NDCG@10 recorded (hits: ``relevant_from`` stars or more), to choose lambda. The default
+    lambda is a starting point; ``RECIPES["EASE"]`` holds the one chosen on validation ratings."""
 
-    family = "lists"
+    family: ClassVar[str] = "lists"
+    model_path: ClassVar[str] = "autorec_utils.topn.EASE"
     l2: float = 200.0
     validation_fraction: float = 0.0
     relevant_from: float = 4.0
@@ -166,7 +226,8 @@ class DeepAutoRecRecipe(AutoRecRecipe):
     each, local kernel layers of dimension ``kernel`` (0: plain dense layers) whose squared kernels weigh
     ``kernel_penalty`` against the squared weights in the penalty, and SELU among the activations."""
 
-    activations = DEEP_ACTIVATIONS
+    model_path: ClassVar[str] = "autorec_utils.variants.DeepAutoRec"
+    activations: ClassVar[tuple[str, ...]] = (*ACTIVATIONS, "selu")  # variants.DEEP_ACTIVATIONS
     depth: int = 2
     kernel: int = 0
     kernel_penalty: float = 0.0
@@ -178,8 +239,8 @@ class DeepAutoRecRecipe(AutoRecRecipe):
             raise ValueError(f"kernel must be 0 (plain layers) or the kernel's dimension d > 0, got {self.kernel!r}.")
         object.__setattr__(self, "kernel", int(self.kernel))
 
-    def build_model(self, n_inputs: int) -> DeepAutoRec:
-        return DeepAutoRec(n_inputs, [self.hidden] * self.depth, self.activation, self.dropout, self.input_dropout,
+    def build_model(self, n_inputs: int) -> nn.Module:
+        return self.model_class()(n_inputs, [self.hidden] * self.depth, self.activation, self.dropout, self.input_dropout,
                            self.kernel, self.kernel_penalty)
 
 
@@ -193,7 +254,8 @@ class EnsembleRecipe(Recipe):
     ``blend_step``, summing to 1) that give the lowest RMSE on those validation ratings.
     Train it with ``ensemble.train_ensemble``; a checkpoint stores every member."""
 
-    family = "ensembles"
+    family: ClassVar[str] = "ensembles"
+    model_path: ClassVar[str] = "autorec_utils.ensemble.AutoRecEnsemble"
     members: tuple = ("I-AutoRec", "U-AutoRec (residual)")
     seeds: int | tuple = 5
     blend_step: float = 0.05
@@ -274,6 +336,11 @@ RECIPES["AutoRec ensemble"] = EnsembleRecipe(members=tuple(RECIPES[name] for nam
     "I-AutoRec", "I-AutoRec (local kernel)", "U-AutoRec", "U-AutoRec (residual)")), seeds=1)
 
 
+# The command lines' --variant letters, one meaning in every command line (python -m autorec_utils and
+# python -m autorec_utils.distributed): the best rating model, the residual U-AutoRec, the best list model.
+VARIANTS = {"I": "I-AutoRec", "U": "U-AutoRec (residual)", "L": "EASE"}
+
+
 def get_recipe(recipe: str | Recipe, family: str | None = None, **changes) -> Recipe:
     """A recipe by name (any case) or as given, with ``changes`` applied; ``family`` ("ratings" or "lists")
     says which kind the caller trains, so that a recipe of the other kind is refused with the way out."""
@@ -286,6 +353,12 @@ def get_recipe(recipe: str | Recipe, family: str | None = None, **changes) -> Re
     if not isinstance(recipe, Recipe):
         raise ValueError(f"a recipe is a name from RECIPES or a recipe object (AutoRecRecipe, ...), got {recipe!r}.")
     if family is not None and recipe.family != family:
-        trainer = {"ratings": "train_autorec", "lists": "train_list_model", "ensembles": "ensemble.train_ensemble"}[recipe.family]
-        raise ValueError(f"{type(recipe).__name__} is a recipe for a {recipe.family} model: train it with {trainer}.")
+        raise ValueError(f"{type(recipe).__name__} is a recipe for a {recipe.family} model: train it with "
+                         f"{FAMILIES[recipe.family].trainer_name}.")
     return recipe.replace(**changes) if changes else recipe
+
+
+def recipe_classes() -> dict[str, type[Recipe]]:
+    """Every recipe class of the package, by name (what a checkpoint stores)."""
+    return {cls.__name__: cls for cls in (AutoRecRecipe, DeepAutoRecRecipe, MultDAERecipe, MultVAERecipe, EASERecipe,
+                                          EnsembleRecipe)}

@@ -16,9 +16,16 @@ import numpy as np
 import pandas as pd
 
 from .checks import is_whole
-from .evaluate import RATING_RANGE, Predictor, check_k, top_k_columns
+from .evaluate import RATING_RANGE, HasPredictor, Predictor, check_k, top_k_columns
+
+__all__ = [  # what the notebooks, the command line and users call
+    "COLUMNS", "SCORE_COLUMN", "Model", "best_positions", "find_movie", "model_name", "movie_embeddings", "predictor_of",
+    "project_2d", "rank_movies", "recommend_for_new_user", "recommend_from_liked", "similar_movies", "top_k",
+    "user_embeddings",
+]
 
 COLUMNS = ["rank", "item_id", "title", "year", "genres"]
+Model = Predictor | HasPredictor  # what chapter 04's functions take: a trained model (train.Trained) or its predictor
 
 
 def find_movie(movies: pd.DataFrame, query: int | str) -> int:
@@ -47,7 +54,7 @@ def find_movie(movies: pd.DataFrame, query: int | str) -> int:
     raise ValueError(f"{query!r} matches {len(found)} movies: {listed}{more}. Use a longer title or the id.")
 
 
-def top_k(trained, user_id: int, movies: pd.DataFrame, k: int = 10, include_unknown: bool = False) -> pd.DataFrame:
+def top_k(trained: Model, user_id: int, movies: pd.DataFrame, k: int = 10, include_unknown: bool = False) -> pd.DataFrame:
     """The ``k`` movies with the highest score among those ``user_id`` has not rated in training, movies
     titled "unknown" skipped unless ``include_unknown`` (chapter 04). ``trained``: any trained model of the
     package (or its predictor): a rating model lists predicted stars, a list model (chapter 06) its scores."""
@@ -61,7 +68,7 @@ def top_k(trained, user_id: int, movies: pd.DataFrame, k: int = 10, include_unkn
     return rank_movies(scores, rated, predictor, movies, k, include_unknown, f"user {user_id}")
 
 
-def recommend_for_new_user(trained, ratings: dict, movies: pd.DataFrame, k: int = 10,
+def recommend_for_new_user(trained: Model, ratings: dict, movies: pd.DataFrame, k: int = 10,
                            include_unknown: bool = False) -> pd.DataFrame:
     """Top-``k`` for a person who is not in the data, from ``{movie id or title: rating}``.
 
@@ -88,7 +95,7 @@ def recommend_for_new_user(trained, ratings: dict, movies: pd.DataFrame, k: int 
     return rank_movies(scores, _marked(len(scores), columns), predictor, movies, k, include_unknown, "this person")
 
 
-def recommend_from_liked(trained, liked, movies: pd.DataFrame, k: int = 10, include_unknown: bool = False) -> pd.DataFrame:
+def recommend_from_liked(trained: Model, liked, movies: pd.DataFrame, k: int = 10, include_unknown: bool = False) -> pd.DataFrame:
     """Top-``k`` for a new person from the movies they liked (ids or titles; one alone is a list of one), with
     no retraining: a list model reads their 0/1 vector as it reads a training user's (chapter 06). A rating
     model reads stars instead (``recommend_for_new_user``)."""
@@ -112,7 +119,7 @@ def recommend_from_liked(trained, liked, movies: pd.DataFrame, k: int = 10, incl
     return rank_movies(scores, _marked(len(scores), columns), predictor, movies, k, include_unknown, "this person")
 
 
-def similar_movies(trained, movie: int | str, movies: pd.DataFrame, k: int = 10, min_ratings: int = 10) -> pd.DataFrame:
+def similar_movies(trained: Model, movie: int | str, movies: pd.DataFrame, k: int = 10, min_ratings: int = 10) -> pd.DataFrame:
     """Movies whose learned vectors are closest (cosine) to ``movie``'s (chapter 04): the predictor's
     ``movie_vectors`` -- U-AutoRec's and the list autoencoders' decoder rows, I-AutoRec's hidden codes,
     EASE's rows of its item-item matrix. Movies with fewer than ``min_ratings`` training ratings are left
@@ -129,17 +136,17 @@ def similar_movies(trained, movie: int | str, movies: pd.DataFrame, k: int = 10,
     item_ids = predictor.matrix.item_ids
     counts = predictor.matrix.rating_counts()[1]
     keep = (counts >= min_ratings) & ~_unknown(item_ids, movies) & (item_ids != target)
-    order = _best(similarity, keep, k)
+    order = best_positions(similarity, keep, k)
     found = pd.DataFrame({"item_id": item_ids[order], "similarity": similarity[order]})
     return _with_titles(found, movies)
 
 
-def movie_embeddings(trained) -> np.ndarray:
+def movie_embeddings(trained: Model) -> np.ndarray:
     """One vector per movie (rows in ``matrix.item_ids`` order): the predictor's ``movie_vectors`` (chapter 04)."""
     return predictor_of(trained).movie_vectors()
 
 
-def user_embeddings(trained) -> np.ndarray:
+def user_embeddings(trained: Model) -> np.ndarray:
     """One vector per user (rows in ``matrix.user_ids`` order): the predictor's ``user_vectors`` -- U-AutoRec's
     hidden codes g(V r + mu), from the input the model reads (residuals, for a residual recipe), or
     I-AutoRec's decoder rows (chapter 04)."""
@@ -171,7 +178,7 @@ def rank_movies(scores: np.ndarray, rated: np.ndarray, predictor: Predictor, mov
         message = (f"{who} has rated every movie: there is nothing left to recommend." if n_candidates == 0 else
                    f"only {n_candidates} movies are left that {who} has not rated; returning all of them, not {k}.")
         warnings.warn(message, stacklevel=3)
-    order = _best(scores, candidates, k)
+    order = best_positions(scores, candidates, k)
     shown = np.clip(scores[order], *RATING_RANGE) if predictor.rates else scores[order]
     return _with_titles(pd.DataFrame({"item_id": item_ids[order], SCORE_COLUMN[predictor.rates]: shown}), movies)
 
@@ -179,7 +186,7 @@ def rank_movies(scores: np.ndarray, rated: np.ndarray, predictor: Predictor, mov
 SCORE_COLUMN = {True: "predicted_rating", False: "score"}
 
 
-def predictor_of(trained) -> Predictor:
+def predictor_of(trained: Model) -> Predictor:
     """The predictor of a trained model (``train.Trained``), or ``trained`` itself when it is one."""
     return getattr(trained, "predictor", trained)
 
@@ -190,8 +197,9 @@ def model_name(predictor: Predictor) -> str:
     return f"{'U' if predictor.matrix.by == 'user' else 'I'}-{name}" if name == "AutoRec" else name
 
 
-def _best(scores: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
-    """The positions of the ``k`` highest scores among those ``keep`` allows, best first (ties: lower position)."""
+def best_positions(scores: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
+    """The positions of the ``k`` highest scores among those ``keep`` allows, best first (ties: lower position):
+    what every list of chapter 04 is made of (chapter 04)."""
     allowed = np.flatnonzero(keep)
     if allowed.size == 0:
         return allowed

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -23,32 +24,24 @@ from torch.nn import functional as F
 
 from .checks import check_problem
 from .evaluate import RATING_RANGE, AutoRecPredictor
-from .matrix import Axes, RatingMatrix, scatter_plan
+from .matrix import MatrixAxes, RatingMatrix, fits_dense, scatter_plan
 from .model import AutoRec, masked_squared_error, pick_device
 
 __all__ = [  # what the notebooks, the command line and users call
-    "DENSE_LIMIT", "SparseAutoRecPredictor", "SparseProblem", "SparseRatingMatrix", "decode_at", "encode",
-    "fits_dense", "sparse_rating_matrix",
+    "SparseAutoRecPredictor", "SparseProblem", "SparseRatingMatrix", "csr_rows", "decode_at", "encode",
+    "sparse_rating_matrix", "store_encoder_by_input",
 ]
-
-
-DENSE_LIMIT = 50_000_000  # cells: above this, train_autorec builds a SparseRatingMatrix (dense float32: 200 MB)
-
-
-def fits_dense(n_rows: int, n_cols: int) -> bool:
-    """Whether a dense matrix of this many cells stays within ``DENSE_LIMIT`` (chapter 05): the one place
-    that decides between the dense and the sparse path."""
-    return n_rows * n_cols <= DENSE_LIMIT
 
 
 # ---------------------------------------------------------------- the matrix
 
 @dataclass(frozen=True, eq=False)
-class SparseRatingMatrix(Axes):
+class SparseRatingMatrix(MatrixAxes):
     """The observed ratings only, row by row (CSR): what a large release needs, where the dense matrix
     would not fit in memory (ML-20M: 138,493 x 26,744 cells, 15 GB as float32). Same ids, maps and
     orientation as ``RatingMatrix``; ``fit`` trains on it in mini-batches of rows (chapter 05)."""
 
+    sparse: ClassVar[bool] = True
     crow: torch.Tensor  # int64, rows + 1: row r's entries are crow[r]:crow[r + 1]
     col: torch.Tensor  # int64, the column of each entry, sorted within a row
     value: torch.Tensor  # float32, the rating of each entry

@@ -28,11 +28,12 @@ from .checks import check_number, check_positive_int
 from .evaluate import list_metrics
 from .matrix import RatingMatrix, rating_matrix
 from .model import pick_device
-from .recipes import EASERecipe, MultDAERecipe, MultVAERecipe, get_recipe
+from .recipes import RECIPES, EASERecipe, MultDAERecipe, MultVAERecipe, get_recipe
 from .splits import validation_part
 from .train import History, Trained, fit, hold_out, seed_everything
 
-__all__ = ["EASE", "ListPredictor", "ListProblem", "MultDAE", "MultVAE", "multinomial_loss", "train_list_model"]
+__all__ = ["EASE", "ListPredictor", "ListProblem", "MultDAE", "MultVAE", "list_predictor", "multinomial_loss",
+           "train_list_model"]
 
 
 def multinomial_loss(logits: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
@@ -134,7 +135,8 @@ class EASE(nn.Module):
         identity = torch.eye(len(gram), dtype=gram.dtype)
         if not torch.isfinite(inverse).all() or not torch.allclose(gram @ inverse, identity, atol=1e-6):
             raise ValueError(f"EASE's lambda = {self.config['l2']:g} is too small to invert X^T X + lambda I (movies that "
-                             "nobody picked make it singular); use a lambda of 1 or more (the tuned one is 200).")
+                             "nobody picked make it singular); use a lambda of 1 or more (the tuned one is "
+                             f"{RECIPES['EASE'].l2:g}).")
         weights = -inverse / inverse.diagonal()  # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj
         weights.diagonal().zero_()
         self.weights.copy_(weights.float())
@@ -273,6 +275,12 @@ def train_list_model(train: pd.DataFrame, recipe: str | MultDAERecipe | EASEReci
         problem = ListProblem(model, matrix, validation, recipe.batch_size, recipe.weight_decay, recipe.relevant_from, device)
         history = fit(problem, recipe.epochs, recipe.lr, "adam", recipe.patience, seed=seed, progress=progress)
     return Trained(model, matrix, ListPredictor(model, matrix), recipe, history, time.perf_counter() - started, seed)
+
+
+def list_predictor(model: nn.Module, matrix: RatingMatrix, bias: object, recipe: object) -> ListPredictor:
+    """The predictor of a list model loaded from a checkpoint (the list family's entry in ``recipes.FAMILIES``):
+    a list model reads picks only, so it takes no bias baseline and no recipe setting (chapter 06)."""
+    return ListPredictor(model, matrix)
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -6,7 +6,8 @@ chapters 02-04 and the sparse one of chapter 05, and the list autoencoders of ch
 which supplies the batches, the loss of a batch, the optimiser and the validation metric (``DenseProblem``
 here, ``sparse.SparseProblem``, ``topn.ListProblem``), as D2L's models supply ``training_step``.
 ``train_autorec`` runs a whole named recipe (U- or I-AutoRec, baseline, fallback) from a ratings DataFrame,
-and ``random_splits_rmse`` the paper's protocol (chapter 05).
+and ``random_splits_rmse`` the paper's protocol (chapter 05). The sparse path (chapter 05) is an elective:
+it is imported only where a ``SparseRatingMatrix`` is trained or predicted from.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,11 +24,13 @@ from tqdm.auto import tqdm
 
 from .checks import check_choice, check_number, check_positive_int, check_problem
 from .evaluate import RATING_RANGE, AutoRecPredictor, BiasBaseline, Predictor, score
-from .matrix import RatingMatrix, rating_matrix
+from .matrix import MatrixAxes, RatingMatrix, fits_dense, matrix_for
 from .model import AutoRec, autorec_objective, pick_device
 from .recipes import AutoRecRecipe, Recipe, get_recipe
-from .sparse import SparseAutoRecPredictor, SparseProblem, SparseRatingMatrix, fits_dense, sparse_rating_matrix
 from .splits import random_split, validation_part
+
+if TYPE_CHECKING:  # for the type checker only: the core never imports an elective when it is loaded
+    from .sparse import SparseProblem
 
 __all__ = [  # what the notebooks, the command line and users call
     "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "autorec_setup",
@@ -170,17 +173,19 @@ def hold_out(matrix: RatingMatrix, validation: torch.Tensor) -> tuple[torch.Tens
     return matrix.mask & ~held_out, held_out
 
 
-def autorec_problem(model: AutoRec, matrix: RatingMatrix | SparseRatingMatrix, validation: torch.Tensor | None = None,
+def autorec_problem(model: AutoRec, matrix: MatrixAxes, validation: torch.Tensor | None = None,
                     l2: float = 1.0, batch_size: int | None = None, baseline: torch.Tensor | None = None,
                     device: str | torch.device | None = None) -> DenseProblem | SparseProblem:
     """AutoRec's problem for ``fit`` on ``matrix``: the dense path for a ``RatingMatrix``, chapter 05's sparse
     one for a ``SparseRatingMatrix`` -- the path follows the matrix (chapter 03)."""
-    if isinstance(matrix, SparseRatingMatrix):
-        if baseline is not None:
-            raise ValueError("the sparse path trains on the ratings themselves: use no baseline, or a dense RatingMatrix "
-                             "(sparse.SparseRatingMatrix.to_dense()) if it fits in memory.")
-        return SparseProblem(model, matrix, validation, l2, batch_size, device)
-    return DenseProblem(model, matrix, validation, l2, batch_size, baseline, device)
+    if not matrix.sparse:
+        return DenseProblem(model, matrix, validation, l2, batch_size, baseline, device)
+    if baseline is not None:
+        raise ValueError("the sparse path trains on the ratings themselves: use no baseline, or a dense RatingMatrix "
+                         "(sparse.SparseRatingMatrix.to_dense()) if it fits in memory.")
+    from .sparse import SparseProblem  # chapter 05's elective, loaded for the sparse path only
+
+    return SparseProblem(model, matrix, validation, l2, batch_size, device)
 
 
 class DenseProblem:
@@ -258,7 +263,7 @@ class Trained:
     ``validation_seed`` drew the validation ratings it held back, when not ``seed`` (chapter 07's ensembles)."""
 
     model: torch.nn.Module
-    matrix: RatingMatrix | SparseRatingMatrix
+    matrix: MatrixAxes  # a RatingMatrix, or chapter 05's SparseRatingMatrix
     predictor: Predictor
     recipe: Recipe
     history: History
@@ -286,7 +291,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec"
     ``changes`` change single settings, e.g. ``train_autorec(train, "I-AutoRec", hidden=200)``. Pass the
     full ``user_ids``/``item_ids`` so that test users and movies have a place in the matrix.
     ``sparse``: train on chapter 05's sparse path (give a ``batch_size``); None decides by size
-    (``sparse.fits_dense``). The validation ratings are drawn once, here: early stopping watches them, and
+    (``matrix.fits_dense``). The validation ratings are drawn once, here: early stopping watches them, and
     the bias baseline (the residual recipe's, and the fallback) never sees them. ``validation_seed`` (default:
     ``seed``) draws them, so that runs of several seeds can hold back the same ratings (chapter 07's ensembles).
     """
@@ -314,7 +319,7 @@ def autorec_setup(train: pd.DataFrame, recipe: AutoRecRecipe, user_ids=None, ite
     if sparse and recipe.residual:
         raise ValueError("a residual recipe needs the bias baseline as a dense users x movies matrix, which the sparse "
                          "path avoids; use 'I-AutoRec' or 'U-AutoRec', or sparse=False.")
-    matrix = (sparse_rating_matrix if sparse else rating_matrix)(train, by=recipe.by, user_ids=users, item_ids=items)
+    matrix = matrix_for(train, by=recipe.by, user_ids=users, item_ids=items, sparse=sparse)
     validation = validation_part(matrix, recipe.validation_fraction, seed if validation_seed is None else validation_seed)
     bias = BiasBaseline().fit(matrix.to_frame(keep=~validation))  # never the validation ratings
     seed_everything(seed)
@@ -323,12 +328,17 @@ def autorec_setup(train: pd.DataFrame, recipe: AutoRecRecipe, user_ids=None, ite
     return matrix, validation, bias, model, baseline
 
 
-def predictor_for(model: AutoRec, matrix: RatingMatrix | SparseRatingMatrix, bias: BiasBaseline,
-                  recipe: AutoRecRecipe) -> AutoRecPredictor:
-    """The predictor of a model trained by ``recipe``: the sparse one for a ``SparseRatingMatrix``, with its
-    baseline when it learned residuals, and its fallback for users and movies without training ratings (chapter 03)."""
+def predictor_for(model: torch.nn.Module, matrix: MatrixAxes, bias: BiasBaseline | None,
+                  recipe: Recipe) -> AutoRecPredictor:
+    """The predictor of a model trained by ``recipe`` (a rating recipe): the sparse one for chapter 05's
+    ``SparseRatingMatrix``, with its baseline when it learned residuals, and its fallback for users and movies
+    without training ratings (chapter 03). What ``checkpoint.load_checkpoint`` calls for the rating family."""
+    if not isinstance(recipe, AutoRecRecipe):
+        raise ValueError(f"predictor_for makes the predictor of a rating model, not of a {type(recipe).__name__}.")
     fallback = bias if recipe.fallback == "bias" else None
-    if isinstance(matrix, SparseRatingMatrix):
+    if matrix.sparse:
+        from .sparse import SparseAutoRecPredictor  # chapter 05's elective, loaded for the sparse path only
+
         return SparseAutoRecPredictor(model, matrix, fallback=fallback)
     return AutoRecPredictor(model, matrix, fallback=fallback, baseline=bias if recipe.residual else None)
 

@@ -141,20 +141,18 @@ def test_an_unreadable_checkpoint_is_not_called_corrupt(ml_folder, tmp_path, mon
 
 @pytest.mark.parametrize("where", ["", "folder"])
 def test_an_impossible_checkpoint_path_is_refused_before_training(cli_data, tmp_path, capsys, monkeypatch, where):
-    from autorec_utils import checkpoint
 
     trained = []
-    monkeypatch.setattr(checkpoint, "train_autorec", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("autorec_utils.train.train_autorec", lambda *a, **k: trained.append(1))
     target = "" if where == "" else str(tmp_path)
     code, _, err = run_cli(["--checkpoint", target, "--quiet"], capsys)
     assert code == 2 and "is a folder; give the checkpoint a file name" in err and trained == []
 
 
 def test_a_read_only_checkpoint_folder_is_refused_before_training(cli_data, tmp_path, capsys, monkeypatch):
-    from autorec_utils import checkpoint
 
     trained = []
-    monkeypatch.setattr(checkpoint, "train_autorec", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr("autorec_utils.train.train_autorec", lambda *a, **k: trained.append(1))
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a non-root user in a read-only folder
     code, _, err = run_cli(["--checkpoint", str(tmp_path / "m.pt"), "--quiet", "--epochs", "2"], capsys)
     assert code == 2 and "cannot write" in err and "permission denied" in err and trained == []
@@ -465,7 +463,6 @@ def test_a_read_only_data_folder_that_needs_a_refetch_names_the_folder_and_the_w
 
 
 def test_an_unreadable_checkpoint_at_the_default_path_says_both_problems(cli_data, capsys, monkeypatch):
-    from autorec_utils import checkpoint
 
     assert run_cli(["--epochs", "2", "--user", "6", "--quiet"], capsys)[0] == 0  # writes the default checkpoint
 
@@ -474,7 +471,7 @@ def test_an_unreadable_checkpoint_at_the_default_path_says_both_problems(cli_dat
 
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(os, "access", lambda path, mode: False)
-    monkeypatch.setattr(checkpoint, "train_autorec", lambda *a, **k: pytest.fail("trained although it cannot save"))
+    monkeypatch.setattr("autorec_utils.train.train_autorec", lambda *a, **k: pytest.fail("trained although it cannot save"))
     code, _, err = run_cli(["--epochs", "2", "--user", "6"], capsys)
     assert code == 2 and "i_autorec_all.pt is not readable (permission denied), and cannot write" in err
     assert "choose another --checkpoint path" in err and "Traceback" not in err

@@ -193,7 +193,7 @@ def test_item_matrix_is_the_transpose(small_ratings):
 
 def test_sparse_form_matches_dense(small_ratings):
     m = rating_matrix(small_ratings)
-    sparse = m.to_sparse()
+    sparse = m.to_sparse_coo()
     assert sparse.layout == torch.sparse_coo and sparse._nnz() == 4
     assert torch.equal(sparse.to_dense(), m.values)
 

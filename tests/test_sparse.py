@@ -82,18 +82,19 @@ def test_sparse_and_dense_paths_minimise_the_same_objective(ml_folder, by, optio
 
 
 def test_the_path_follows_the_matrix_and_the_recipe_decides_by_size(ml_folder, monkeypatch):
+    from autorec_utils import matrix as matrix_module
     from autorec_utils import sparse as sparse_module
 
     train, _ = load_split("u1", ml_folder)
     used = []
-    for name in ("DenseProblem", "SparseProblem"):
-        original = getattr(training, name)
-        monkeypatch.setattr(training, name, lambda *a, _original=original, _name=name: used.append(_name) or _original(*a))
+    for module, name in ((training, "DenseProblem"), (sparse_module, "SparseProblem")):  # train imports the sparse one lazily
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _original=original, _name=name: used.append(_name) or _original(*a))
     run(rating_matrix(train))
     run(sparse_rating_matrix(train))
     settings = {"epochs": 2, "hidden": 3, "batch_size": 4, "progress": False}
     assert isinstance(train_autorec(train, "I-AutoRec", **settings).matrix, training.RatingMatrix)
-    monkeypatch.setattr(sparse_module, "DENSE_LIMIT", 10)  # 12 users x 30 movies is now "too big"
+    monkeypatch.setattr(matrix_module, "DENSE_LIMIT", 10)  # 12 users x 30 movies is now "too big"
     assert isinstance(train_autorec(train, "I-AutoRec", **settings).matrix, SparseRatingMatrix)
     assert used == ["DenseProblem", "SparseProblem", "DenseProblem", "SparseProblem"]
 
@@ -219,10 +220,10 @@ def test_a_sparse_trained_checkpoint_loads_back_sparse(ml_folder, tmp_path, reci
 
 
 def test_the_sparse_predictor_never_builds_a_huge_matrix(monkeypatch, ml_folder):
-    from autorec_utils import sparse as sparse_module
+    from autorec_utils import matrix as matrix_module
 
     sparse, _ = twins(ml_folder, "I-AutoRec")
-    monkeypatch.setattr(sparse_module, "DENSE_LIMIT", 100)
+    monkeypatch.setattr(matrix_module, "DENSE_LIMIT", 100)
     with pytest.raises(ValueError, match=r"scores for all 12 x 30 pairs would take .* user_scores\(user_id\)"):
         _ = sparse.predictor.scores
     assert len(sparse.predictor.user_scores(1)) == 30  # one user at a time still works

@@ -181,7 +181,7 @@ def test_an_ensemble_predicts_the_weighted_average(data):
             getattr(trained.predictor, method)()
     with pytest.raises(ValueError, match="fold a new person in"):
         trained.predictor.fold_in(np.array([0]), np.array([5.0]))
-    with pytest.raises(ValueError, match="ensemble.train_ensemble"):
+    with pytest.raises(ValueError, match=r"train_ensemble \(autorec_utils.ensemble\)"):
         train_autorec(train, recipe, **ids)  # an ensemble is not one AutoRec
     assert chosen_on_validation({"one": trained, "other": trained.runs[0]}) in ("one", "other")
 
@@ -229,7 +229,7 @@ def test_named_ensemble_recipe(data):
     for name in named:
         recipe = get_recipe(name)
         assert recipe.family == "ensembles" and recipe.seeds >= 1
-        with pytest.raises(ValueError, match="ensemble.train_ensemble"):
+        with pytest.raises(ValueError, match=r"train_ensemble \(autorec_utils.ensemble\)"):
             get_recipe(name, family="ratings")
 
 
