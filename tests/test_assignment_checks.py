@@ -2,7 +2,10 @@
 yet" for a blank function, and names each common mistake in its own sentence -- a check that cannot fail checks
 nothing. Fast, and no nbgrader needed: the quick tier runs them. tests/test_assignments.py runs the notebooks."""
 
+import ast
 import copy
+import importlib
+import pkgutil
 import warnings
 from pathlib import Path
 
@@ -312,3 +315,30 @@ def test_checks_leave_the_random_state_alone():
     for name, (function, _) in CASES.items():
         getattr(checks, name)(function)
     assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
+
+
+def _grader_modules():
+    return {info.name: importlib.import_module(f"autorec_assignments.{info.name}")
+            for info in pkgutil.iter_modules(checks.__path__)}
+
+
+def test_every_module_has_all_and_the_package_re_exports_every_check():
+    """The checks live in one module per chapter (and common.py); the notebooks import them from the package."""
+    modules = _grader_modules()
+    assert {"common", "chapter02", "chapter03", "chapter04", "chapter06"} <= set(modules)
+    for name, module in [("__init__", checks), *modules.items()]:
+        assert isinstance(getattr(module, "__all__", None), list), f"autorec_assignments/{name}.py has no __all__"
+        assert all(hasattr(module, export) for export in module.__all__), name
+    defined = {export: getattr(module, export) for module in modules.values() for export in module.__all__
+               if export.startswith("check_")}
+    assert set(defined) == set(CASES)  # and each is tested above
+    assert set(checks.__all__) == {*defined, "NOT_WRITTEN"}
+    assert all(getattr(checks, name) is check for name, check in defined.items())
+
+
+def test_no_grader_module_imports_a_private_name():
+    for path in Path(checks.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in (node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)):
+            if node.level or (node.module or "").startswith("autorec_assignments"):  # from one of the grader's modules
+                assert not [alias.name for alias in node.names if alias.name.startswith("_")], path.name
