@@ -31,6 +31,8 @@ from .recommend import top_k
 from .releases import DATA_DIR_ENV, SPLITS, display_path
 from .splits import load_split
 
+__all__ = ["main"]
+
 CHECKPOINT_NAMES = {"I": "i_autorec", "U": "u_autorec", "L": "ease"}  # data/checkpoints/<name>_<split>.pt
 
 

@@ -22,6 +22,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -29,11 +30,10 @@ import torch
 
 from . import __version__
 from .evaluate import BiasBaseline
-from .matrix import matrix_for
 from .recipes import FAMILIES, Recipe, get_recipe
 from .releases import SPLITS, data_root, display_path, written_atomically
 from .splits import load_split
-from .train import History, Trained
+from .train import History, Trained, matrix_for
 
 __all__ = [  # what the notebooks, the command line and users call
     "CheckpointError", "check_writable", "checkpoint_path", "fingerprint", "load_checkpoint", "load_or_train",
@@ -96,7 +96,7 @@ def save_checkpoint(trained: Trained, path: str | Path, split: str | None, train
         "format": FORMAT,
         "library_version": __version__,
         "recipe": {"class": type(trained.recipe).__name__, "settings": trained.recipe.settings()},
-        "model": {"class": type(trained.model).__name__, "config": dict(trained.model.config)},
+        "model": {"class": type(trained.model).__name__, "config": dict(cast(dict, trained.model.config))},
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()},
         "by": trained.matrix.by,
         "sparse": trained.matrix.sparse,

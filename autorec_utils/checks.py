@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 import numpy as np
 import torch
+
+__all__ = ["check_choice", "check_number", "check_positive_int", "check_problem", "is_whole", "positive_int_argument"]
 
 
 def is_whole(value) -> bool:
@@ -43,7 +46,7 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")
 
 
-def check_problem(model, matrix, validation, l2, batch_size, matrix_type: type) -> None:
+def check_problem(model, matrix, validation, l2, batch_size, matrix_type: type[Any]) -> None:
     """What AutoRec's problems (dense, chapter 03, and sparse, chapter 05) check before training: the
     matrix's kind and width, the validation draw, lambda and the batch size."""
     if not isinstance(matrix, matrix_type):

@@ -10,6 +10,7 @@ recipe is the ``EnsembleRecipe``.
 from __future__ import annotations
 
 import itertools
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from torch import nn
 from .evaluate import RATING_RANGE, BiasBaseline, rmse
 from .matrix import RatingMatrix, rating_matrix
 from .model import AutoRec
-from .recipes import EnsembleRecipe, get_recipe
+from .recipes import AutoRecRecipe, EnsembleRecipe, get_recipe
 from .splits import validation_part
 from .train import History, Trained, predictor_for, train_autorec
 from .variants import DeepAutoRec
@@ -51,7 +52,8 @@ class AutoRecEnsemble(nn.Module):
                 raise ValueError(f"a member reading {spec['by']} rows must read vectors of length {wanted}, "
                                  f"not {spec['config'].get('n_inputs')}.")
             models.append(MEMBER_MODELS[spec["class"]](**spec["config"]))
-        self.config = {"n_users": int(n_users), "n_items": int(n_items), "members": members, "weights": weights}
+        self.config: dict[str, Any] = {"n_users": int(n_users), "n_items": int(n_items), "members": members,
+                                       "weights": weights}
         self.members = nn.ModuleList(models)
 
 
@@ -104,11 +106,15 @@ def blend_weights(predictions: np.ndarray, ratings: np.ndarray, step: float = 0.
     predictions = np.asarray(predictions, dtype=np.float64)
     if predictions.ndim != 2 or predictions.shape[0] != len(ratings) or predictions.shape[1] == 0:
         raise ValueError(f"predictions must be ratings x models, got shape {predictions.shape} for {len(ratings)} ratings.")
+    if not np.isfinite(predictions).all():
+        raise ValueError(f"model {int(np.flatnonzero(~np.isfinite(predictions).all(axis=0))[0]) + 1} of the blend predicts "
+                         "numbers that are not finite (NaN or infinity): it diverged; train it again (a lower learning "
+                         "rate), or leave it out of the blend.")
     units = int(round(1 / step))
     if not np.isclose(units * step, 1):
         raise ValueError(f"the blend step (an EnsembleRecipe's blend_step) must divide 1 (0.05, 0.1, 0.25, ...), "
                          f"got {step!r}.")
-    best, best_rmse = None, np.inf
+    best, best_rmse = np.zeros(predictions.shape[1]), np.inf  # every blend's RMSE is finite: the first replaces it
     for split in itertools.product(range(units + 1), repeat=predictions.shape[1] - 1):
         if sum(split) > units:
             continue
@@ -126,7 +132,7 @@ def validation_ratings(trained: Trained, validation: torch.Tensor) -> pd.DataFra
     held = matrix.to_frame(keep=validation).sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
     fitted = rating_matrix(matrix.to_frame(keep=~validation), by=matrix.by, user_ids=matrix.user_ids,
                            item_ids=matrix.item_ids)
-    predictor = predictor_for(trained.model, fitted, trained.bias, trained.recipe)
+    predictor = predictor_for(cast("AutoRec | DeepAutoRec", trained.model), fitted, trained.bias, trained.recipe)
     return held.assign(prediction=predictor.predict(held.user_id.to_numpy(), held.item_id.to_numpy()))
 
 
@@ -138,7 +144,8 @@ def member_columns(members: list[list[Trained]]) -> tuple[pd.DataFrame, np.ndarr
     for runs in members:
         predictions = []
         for run in runs:
-            part = validation_ratings(run, validation_part(run.matrix, run.recipe.validation_fraction, run.held_back_with))
+            fraction = cast(AutoRecRecipe, run.recipe).validation_fraction  # the members are rating runs
+            part = validation_ratings(run, validation_part(run.matrix, fraction, run.held_back_with))
             if held is None:
                 held = part
             elif not held[["user_id", "item_id"]].equals(part[["user_id", "item_id"]]):
@@ -157,7 +164,7 @@ def train_ensemble(train: pd.DataFrame, recipe: str | EnsembleRecipe, user_ids=N
     of ``seed``; then the blend weights on those ratings. ``changes`` change the ensemble's settings
     (``seeds=3``, or one number per member). Returns a ``Trained`` with an ``EnsemblePredictor``; its history has one record, the blend's
     validation RMSE, and ``seconds`` is the sum of the runs' training times."""
-    recipe = get_recipe(recipe, family="ensembles", **changes)
+    recipe = cast(EnsembleRecipe, get_recipe(recipe, family="ensembles", **changes))
     users = np.unique(train.user_id if user_ids is None else user_ids)
     items = np.unique(train.item_id if item_ids is None else item_ids)
     member_runs = [[train_autorec(train, member, user_ids=users, item_ids=items, seed=seed + offset, validation_seed=seed,
@@ -169,8 +176,8 @@ def train_ensemble(train: pd.DataFrame, recipe: str | EnsembleRecipe, user_ids=N
     seconds = sum(run.seconds for run in every_run)  # every run's cost, kept or not
     # a member blended with weight 0 is dropped
     runs = [(index, run) for index, member in enumerate(member_runs) if blend[index] > 0 for run in member]
-    specs = [{"class": type(run.model).__name__, "config": dict(run.model.config), "by": run.matrix.by, "member": index,
-              "seed": run.seed} for index, run in runs]
+    specs = [{"class": type(run.model).__name__, "config": dict(cast("AutoRec | DeepAutoRec", run.model).config),
+              "by": run.matrix.by, "member": index, "seed": run.seed} for index, run in runs]
     model = AutoRecEnsemble(len(users), len(items), specs,
                             [float(blend[index] / recipe.seed_counts[index]) for index, _ in runs])
     for module, (_, run) in zip(model.members, runs, strict=True):
@@ -184,7 +191,7 @@ def train_ensemble(train: pd.DataFrame, recipe: str | EnsembleRecipe, user_ids=N
     return trained
 
 
-def ensemble_predictor(model: AutoRecEnsemble, matrix: RatingMatrix, bias: BiasBaseline,
+def ensemble_predictor(model: AutoRecEnsemble, matrix: RatingMatrix, bias: BiasBaseline | None,
                        recipe: EnsembleRecipe) -> EnsemblePredictor:
     """The predictor of a trained ensemble, from its module, the users x movies training matrix, the bias
     baseline its members share and its recipe (chapter 07; what loading a checkpoint calls)."""
@@ -195,5 +202,6 @@ def ensemble_predictor(model: AutoRecEnsemble, matrix: RatingMatrix, bias: BiasB
         if not 0 <= spec["member"] < len(recipe.members):
             raise ValueError(f"the ensemble has {len(recipe.members)} member recipes; a run names member {spec['member']}.")
         member_matrix = matrix if spec["by"] == "user" else matrix.transpose()
-        members.append((predictor_for(module, member_matrix, bias, recipe.members[spec["member"]]), weight))
+        member = cast("AutoRec | DeepAutoRec", module)  # MEMBER_MODELS built it
+        members.append((predictor_for(member, member_matrix, bias, recipe.members[spec["member"]]), weight))
     return EnsemblePredictor(model, matrix, members)

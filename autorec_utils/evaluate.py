@@ -9,7 +9,7 @@ that every trained model of the package offers, and that chapter 04's functions 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias, cast, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,17 @@ from .checks import check_positive_int
 from .matrix import MatrixAxes, RatingMatrix, positions
 from .model import AutoRec
 
+if TYPE_CHECKING:  # for the type checker only: chapter 07's deeper model, which the core never imports
+    from .variants import DeepAutoRec
+
+__all__ = [  # what the notebooks, the command line and users call
+    "RATING_RANGE", "AutoRecPredictor", "BiasBaseline", "GlobalMean", "HasPredictor", "Predictor", "RatingModel",
+    "check_k", "list_metrics", "mae", "popularity_scores", "random_scores", "ranking_metrics", "rmse", "score",
+    "top_k_columns",
+]
+
 RATING_RANGE = (1.0, 5.0)
+RatingModel: TypeAlias = "AutoRec | DeepAutoRec"  # what reconstructs ratings: chapter 02's AutoRec or chapter 07's deeper one
 
 
 def rmse(predicted, actual) -> float:
@@ -93,7 +103,7 @@ class BiasBaseline:
         residual = ratings - self.mean_ - _lookup(self.item_ids_, self.item_bias_, item_ids)
         return float(residual.sum() / (self.reg_user + len(ratings)))
 
-    def predict_matrix(self, matrix: RatingMatrix) -> torch.Tensor:
+    def predict_matrix(self, matrix: MatrixAxes) -> torch.Tensor:
         """Predictions for every cell of ``matrix`` (its orientation), e.g. as AutoRec's ``baseline``."""
         users = torch.as_tensor(_lookup(self.user_ids_, self.user_bias_, matrix.user_ids), dtype=torch.float32)
         items = torch.as_tensor(_lookup(self.item_ids_, self.item_bias_, matrix.item_ids), dtype=torch.float32)
@@ -117,10 +127,24 @@ class Predictor(Protocol):
     it and nothing else, and the type checker (mypy, in the tests) holds every predictor class to it. A
     method that does not apply to a model raises ``ValueError`` saying what to use."""
 
-    model: torch.nn.Module
-    matrix: MatrixAxes  # the training matrix: its ids, which movies each user rated, how many ratings each has
-    rates: bool  # True: scores are predicted ratings (shown clipped to 1-5 stars); False: list scores
-    cold_start: str  # what a user without training ratings gets, in words
+    # read-only members (properties), so that a predictor may hold a subclass: an AutoRec, a SparseRatingMatrix
+    @property
+    def model(self) -> torch.nn.Module: ...
+
+    @property
+    def matrix(self) -> MatrixAxes:
+        """The training matrix: its ids, which movies each user rated, how many ratings each has."""
+        ...
+
+    @property
+    def rates(self) -> bool:
+        """True: scores are predicted ratings (shown clipped to 1-5 stars); False: list scores."""
+        ...
+
+    @property
+    def cold_start(self) -> str:
+        """What a user without training ratings gets, in words."""
+        ...
 
     def user_scores(self, user_id) -> np.ndarray:
         """One training user's score of every movie (``matrix.item_ids`` order); higher is better."""
@@ -148,6 +172,7 @@ class Predictor(Protocol):
         ...
 
 
+@runtime_checkable
 class HasPredictor(Protocol):
     """A trained model that carries its predictor: ``train.Trained``, what every trainer of the package returns
     (chapter 04's functions take it or the predictor itself)."""
@@ -168,7 +193,7 @@ class AutoRecPredictor:
 
     rates = True
 
-    def __init__(self, model: AutoRec, train, fallback=None, baseline: BiasBaseline | None = None):
+    def __init__(self, model: RatingModel, train: MatrixAxes, fallback=None, baseline: BiasBaseline | None = None):
         if train.shape[1] != model.config["n_inputs"]:
             raise ValueError(f"the model reads vectors of length {model.config['n_inputs']} but the matrix has "
                              f"{train.shape[1]} columns; pass the matrix the model was trained on.")
@@ -186,15 +211,15 @@ class AutoRecPredictor:
         model.train(was_training)
 
     def _training_mean(self) -> float:
-        return float(self.matrix.values[self.matrix.mask].mean())
+        return float(self.matrix.entries()[2].mean())
 
     def _baseline_matrix(self) -> torch.Tensor | None:
         return None if self.baseline is None else self.baseline.predict_matrix(self.matrix)
 
     def _hidden_codes(self) -> torch.Tensor:
         """g(V r + mu) for every row, from what the model reads: ratings, or residuals of the baseline."""
-        baseline = self._baseline_matrix()
-        inputs = self.matrix.values if baseline is None else (self.matrix.values - baseline) * self.matrix.mask
+        matrix, baseline = cast(RatingMatrix, self.matrix), self._baseline_matrix()  # SparseAutoRecPredictor has its own
+        inputs = matrix.values if baseline is None else (matrix.values - baseline) * matrix.mask
         return self.model.encode(inputs.to(next(self.model.parameters()).device))
 
     def _prepare(self) -> None:

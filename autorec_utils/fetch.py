@@ -37,6 +37,8 @@ from .releases import (
     written_atomically,
 )
 
+__all__ = ["FetchResult", "clean_leftovers", "download", "extract_zip_safely", "fetch_movielens"]
+
 
 @dataclass(frozen=True)
 class FetchResult:
@@ -279,7 +281,7 @@ def _first_sentence(error: Exception) -> str:
 
 
 def _reason(error: requests.RequestException, timeout: float) -> str:
-    if isinstance(error, requests.HTTPError):
+    if isinstance(error, requests.HTTPError) and error.response is not None:  # raise_for_status always sets it
         return f"the server answered {error.response.status_code} {error.response.reason}"
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return "the connection broke off mid-transfer"

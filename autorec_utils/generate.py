@@ -7,6 +7,8 @@ import pandas as pd
 
 from .checks import check_positive_int
 
+__all__ = ["generate_ratings"]
+
 
 def generate_ratings(n_users: int, n_items: int, n_ratings: int, seed: int = 0, rank: int = 8) -> pd.DataFrame:
     """Ratings with MovieLens' long tails (a few very active users, a few very popular movies, drawn from

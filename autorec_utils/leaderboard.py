@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import pandas as pd
 import torch
@@ -84,7 +85,7 @@ def train_watching_test(train: pd.DataFrame, test: pd.DataFrame, recipe: str | A
     the training is the same; a test checks that the validation curves agree. ``seconds`` leaves out the
     time spent scoring the test ratings. ``make_problem`` (default ``train.autorec_problem``, same arguments)
     builds another problem, for changes to the training that no recipe setting makes (benchmarks/leaderboard.py)."""
-    recipe = get_recipe(recipe, family="ratings", **changes)
+    recipe = cast(AutoRecRecipe, get_recipe(recipe, family="ratings", **changes))
     started = time.perf_counter()
     matrix, validation, bias, model, baseline = autorec_setup(train, recipe, user_ids, item_ids, seed, sparse=False)
     problem = (make_problem or autorec_problem)(model, matrix, validation, recipe.l2, recipe.batch_size, baseline)

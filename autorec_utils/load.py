@@ -16,6 +16,8 @@ import pandas as pd
 
 from .releases import GENRES, SPLITS, DataError, Table, display_path, release_dir, release_info
 
+__all__ = ["MAX_ID", "MAX_TIMESTAMP", "check_movielens_100k", "load_movies", "load_ratings", "load_users"]
+
 MAX_ID = 2**31 - 1  # ids are stored as int32
 MAX_TIMESTAMP = 2**32 - 1  # seconds since 1970, up to the year 2106
 _REFETCH = "Fix the file, or delete the folder and fetch it again (fetch_movielens())."
@@ -78,7 +80,9 @@ def load_movies(path: str | Path | None = None, release: str = "ml-100k") -> pd.
 def load_users(path: str | Path | None = None) -> pd.DataFrame:
     """ML-100K's users ``user_id, age, gender, occupation, zip_code`` (chapter 01)."""
     source = _file(path, "ml-100k", "u.user")
-    table = _read_table(source, release_info("ml-100k").users)
+    users = release_info("ml-100k").users
+    assert users is not None  # ML-100K's row of RELEASES has its users table
+    table = _read_table(source, users)
     return pd.DataFrame({
         "user_id": _as_int(table, "user_id", source, 1, MAX_ID).astype("int32"),
         "age": _as_int(table, "age", source, 0, 130).astype("int16"),

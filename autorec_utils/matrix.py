@@ -17,7 +17,7 @@ import torch
 from .checks import is_whole
 
 __all__ = [  # what the notebooks, the command line and users call
-    "DENSE_LIMIT", "MatrixAxes", "RatingMatrix", "fits_dense", "matrix_for", "positions", "rating_matrix", "scatter_plan",
+    "DENSE_LIMIT", "MatrixAxes", "RatingMatrix", "fits_dense", "positions", "rating_matrix", "scatter_plan",
 ]
 
 DENSE_LIMIT = 50_000_000  # cells: above this, train_autorec builds chapter 05's SparseRatingMatrix (dense float32: 200 MB)
@@ -100,8 +100,8 @@ class MatrixAxes:
         rows, cols, values = self.entries()
         if keep is not None:
             rows, cols, values = rows[keep], cols[keep], values[keep]
-        rows, cols = rows.numpy(), cols.numpy()
-        users, items = (self.row_ids[rows], self.col_ids[cols]) if self.by == "user" else (self.col_ids[cols], self.row_ids[rows])
+        row, col = rows.numpy(), cols.numpy()
+        users, items = (self.row_ids[row], self.col_ids[col]) if self.by == "user" else (self.col_ids[col], self.row_ids[row])
         frame = pd.DataFrame({"user_id": users.astype("int32"), "item_id": items.astype("int32"), "rating": values.numpy()})
         return frame.sort_values(["user_id", "item_id"], ignore_index=True)
 
@@ -183,17 +183,6 @@ def rating_matrix(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_i
     grid[torch.from_numpy(rows), torch.from_numpy(cols)] = values
     matrix = RatingMatrix(grid, grid > 0, users, items, "user")
     return matrix if by == "user" else matrix.transpose()
-
-
-def matrix_for(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_ids=None,
-               sparse: bool = False) -> MatrixAxes:
-    """``rating_matrix``, or with ``sparse`` chapter 05's ``sparse_rating_matrix`` (only the observed ratings):
-    the one place that builds either, so the core imports the sparse elective only when it is asked for."""
-    if not sparse:
-        return rating_matrix(ratings, by, user_ids, item_ids)
-    from .sparse import sparse_rating_matrix  # chapter 05's elective, loaded for the sparse path only
-
-    return sparse_rating_matrix(ratings, by, user_ids, item_ids)
 
 
 def scatter_plan(ratings: pd.DataFrame, by: str, user_ids, item_ids):

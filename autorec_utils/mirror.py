@@ -21,6 +21,8 @@ import pandas as pd
 from .load import check_movielens_100k, load_ratings
 from .releases import GENRES, DataError, release_info
 
+__all__ = ["MIRROR_WHEELS", "rebuild_from_pypi", "write_canonical_splits"]
+
 # Pinned by version *and* hash, so pip refuses anything but these exact files.
 MIRROR_WHEELS = {
     "recbole==1.2.1": "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
@@ -98,7 +100,8 @@ def write_canonical_splits(data_lines: list[str], folder: str | Path) -> None:
         write(f"u{i}", data_lines[lo:hi], data_lines[:lo] + data_lines[hi:])
     for name, first, last in (("ua", 1, 10), ("ub", 11, 20)):
         seen: dict[str, int] = {}
-        test, base = [], []
+        test: list[str] = []
+        base: list[str] = []
         for line in data_lines:
             user = line.split("\t")[0]
             seen[user] = seen.get(user, 0) + 1

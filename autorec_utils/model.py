@@ -15,6 +15,8 @@ from torch import nn
 
 from .checks import check_choice, check_number, check_positive_int
 
+__all__ = ["ACTIVATIONS", "AutoRec", "autorec_objective", "masked_squared_error", "pick_device"]
+
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "elu": nn.ELU, "identity": nn.Identity}
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+
+__all__ = ["load_results", "plot_autorec_diagram", "plot_learning_curves", "plot_long_tail", "plot_rating_matrix",
+           "plot_scaling", "set_style"]
 
 
 def set_style() -> None:
@@ -107,7 +112,7 @@ def plot_autorec_diagram(ratings, names, hidden: int, ax: plt.Axes | None = None
         for yh in y_hidden:
             ax.plot([0, 1], [y, yh], color="C0" if seen else "0.75", ls="-" if seen else ":", lw=1, zorder=1)
             ax.plot([1, 2], [yh, y], color="0.6", lw=1, zorder=1)  # the decoder gives every output a value
-    node = {"s": 1100, "zorder": 2, "edgecolors": "black", "linewidths": 1}
+    node: dict[str, Any] = {"s": 1100, "zorder": 2, "edgecolors": "black", "linewidths": 1}
     ax.scatter([0] * n, y_io, c=["C0" if s else "0.85" for s in known], **node)
     ax.scatter([1] * hidden, y_hidden, c="C2", **node)
     ax.scatter([2] * n, y_io, c=["C0" if s else "C1" for s in known], **node)

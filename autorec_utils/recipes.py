@@ -17,12 +17,15 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
 from .checks import check_choice, check_number, check_positive_int, is_whole
 from .model import ACTIVATIONS, AutoRec
+
+if TYPE_CHECKING:  # for the type checker only
+    from .evaluate import RatingModel
 
 __all__ = ["FAMILIES", "RECIPES", "VARIANTS", "AutoRecRecipe", "DeepAutoRecRecipe", "EASERecipe", "EnsembleRecipe",
            "Family", "MultDAERecipe", "MultVAERecipe", "Recipe", "get_recipe", "load_name", "recipe_classes"]
@@ -158,7 +161,7 @@ class AutoRecRecipe(Recipe):
         if self.batch_size is not None and self.optimizer != "adam":
             raise ValueError(f"{self.optimizer} is a full-batch method: use batch_size=None, or optimizer='adam'.")
 
-    def build_model(self, n_inputs: int) -> AutoRec:
+    def build_model(self, n_inputs: int) -> RatingModel:
         """The untrained model this recipe trains, reading vectors of length ``n_inputs`` (chapter 03)."""
         return AutoRec(n_inputs, self.hidden, self.activation, self.dropout, self.input_dropout)
 
@@ -239,8 +242,10 @@ class DeepAutoRecRecipe(AutoRecRecipe):
             raise ValueError(f"kernel must be 0 (plain layers) or the kernel's dimension d > 0, got {self.kernel!r}.")
         object.__setattr__(self, "kernel", int(self.kernel))
 
-    def build_model(self, n_inputs: int) -> nn.Module:
-        return self.model_class()(n_inputs, [self.hidden] * self.depth, self.activation, self.dropout, self.input_dropout,
+    def build_model(self, n_inputs: int) -> RatingModel:
+        from .variants import DeepAutoRec  # chapter 07's elective, imported when a deep recipe is built
+
+        return DeepAutoRec(n_inputs, [self.hidden] * self.depth, self.activation, self.dropout, self.input_dropout,
                            self.kernel, self.kernel_penalty)
 
 

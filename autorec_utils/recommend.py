@@ -188,7 +188,7 @@ SCORE_COLUMN = {True: "predicted_rating", False: "score"}
 
 def predictor_of(trained: Model) -> Predictor:
     """The predictor of a trained model (``train.Trained``), or ``trained`` itself when it is one."""
-    return getattr(trained, "predictor", trained)
+    return trained.predictor if isinstance(trained, HasPredictor) else trained
 
 
 def model_name(predictor: Predictor) -> str:

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict
 
 __all__ = [  # what the notebooks, the command line and users call
     "DATA_DIR_ENV", "GENRES", "RELEASES", "SPLITS", "ChecksumError", "DataError", "DownloadError", "Release",
-    "data_root", "default_data_dir", "display_path", "missing_files", "release_dir", "release_info",
+    "Table", "data_root", "default_data_dir", "display_path", "missing_files", "release_dir", "release_info",
+    "replace_readable", "written_atomically",
 ]
 
 DATA_DIR_ENV = "AUTOREC_DATA_DIR"
@@ -81,9 +82,16 @@ class Release:
         return tuple(table.file for table in tables) + self.split_files
 
 
+class _Format(TypedDict):
+    """The separator and columns shared by the ratings files of several releases."""
+
+    sep: str
+    columns: tuple[str, ...]
+
+
 _ITEM_COLUMNS = ("item_id", "title", "genres")
-_DAT = {"sep": "::", "columns": RATING_COLUMNS}
-_CSV = {"sep": ",", "columns": RATING_COLUMNS}
+_DAT: _Format = {"sep": "::", "columns": RATING_COLUMNS}
+_CSV: _Format = {"sep": ",", "columns": RATING_COLUMNS}
 
 RELEASES = {release.name: release for release in (
     Release("ml-100k", "ml-100k", "sha1", "cd4dcac4241c8a4ad7badc7ca635da8a69dddb83", (943, 1_682, 100_000),

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .checks import check_problem
+from .checks import check_number, check_positive_int, check_problem
 from .evaluate import RATING_RANGE, AutoRecPredictor
 from .matrix import MatrixAxes, RatingMatrix, fits_dense, scatter_plan
 from .model import AutoRec, masked_squared_error, pick_device
@@ -228,7 +228,12 @@ class SparseProblem:
       l2 / n * W). Autograd's own pass over these big matrices made a step 2.5x slower.
     - The optimiser updates V^T, a contiguous view of V's memory (``store_encoder_by_input``), which is
       also what ``encode`` reads and sends the gradient to. A fused Adam step over the non-contiguous V
-      took 0.93 s per step instead of 0.70 s, and 270 MB more memory.
+      took 0.93 s per step instead of 0.70 s, and 270 MB more memory. V^T is a Parameter of its own
+      (``encoder_t``), so that chapter 05b's DDP can hold it.
+
+    ``penalty_share`` and ``n_batches`` are ``train.DenseProblem``'s (chapter 05b: each of W processes trains a
+    share of the rows, its loss carrying 1/W of the penalty). Adam's weight decay is the gradient of the whole
+    step's penalty whatever the share: it acts after DDP has averaged the processes' gradients, in every one alike.
     """
 
     EVAL_ROWS = 1024  # rows per chunk when measuring the RMSEs: bounded memory
@@ -236,14 +241,19 @@ class SparseProblem:
     mode = "min"
 
     def __init__(self, model: AutoRec, matrix: SparseRatingMatrix, validation: torch.Tensor | None = None,
-                 l2: float = 1.0, batch_size: int | None = None, device: str | torch.device | None = None):
+                 l2: float = 1.0, batch_size: int | None = None, device: str | torch.device | None = None,
+                 penalty_share: float = 1.0, n_batches: int | None = None):
         check_problem(model, matrix, validation, l2, batch_size, SparseRatingMatrix)
+        check_number("penalty_share", penalty_share, 0, 1, low_open=True)
+        check_positive_int("n_batches", n_batches, none_means="from batch_size")
         self.device = device = pick_device(device, sparse=True)
         store_encoder_by_input(model.to(device))
-        self.encoder_t = model.encoder.weight.detach().T.requires_grad_()  # V^T: the same memory as V
-        self.model, self.l2 = model, l2
+        self.encoder_t = torch.nn.Parameter(model.encoder.weight.detach().T)  # V^T: the same memory as V
+        self.model, self.l2, self.penalty_share = model, l2, penalty_share
         self.n_rows, self.n_cols = matrix.shape
-        self.n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
+        if n_batches is None:
+            n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
+        self.n_batches = n_batches
         validation = torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation
         self.watch = "val_rmse" if validation.any() else "train_rmse"
         self.crow, self.col = matrix.crow.to(device), matrix.col.to(device)
@@ -270,7 +280,7 @@ class SparseProblem:
         squared_error = masked_squared_error(predicted, self.targets[index], ~self.validation[index])
         with torch.no_grad():  # the penalty's value, for the history (its gradient is Adam's weight_decay)
             weights = (self.encoder_t, self.model.decoder.weight)
-            penalty = self.l2 / self.n_batches / 2 * sum(torch.linalg.vector_norm(w).square() for w in weights)
+            penalty = self.l2 * self.penalty_share / self.n_batches / 2 * sum(torch.linalg.vector_norm(w).square() for w in weights)
         return squared_error + penalty
 
     def evaluate(self) -> dict[str, float]:
@@ -298,15 +308,14 @@ class SparseAutoRecPredictor(AutoRecPredictor):
 
     ROWS, ENTRIES = 4096, 16384  # chunk sizes: bounded memory (ENTRIES x hidden floats, twice)
 
+    model: AutoRec  # the sparse path trains chapter 02's AutoRec only
+
     def __init__(self, model: AutoRec, train: SparseRatingMatrix, fallback=None):
         super().__init__(model, train, fallback=fallback)
 
-    def _training_mean(self) -> float:
-        return float(self.matrix.value.mean())
-
     def _hidden_codes(self) -> torch.Tensor:
         store_encoder_by_input(self.model)
-        device, train = next(self.model.parameters()).device, self.matrix
+        device, train = next(self.model.parameters()).device, cast(SparseRatingMatrix, self.matrix)
         return torch.cat([encode(self.model, csr_rows(train.crow, train.col, train.value, rows, train.shape[1])[0].to(device))
                           for rows in torch.arange(train.shape[0]).split(self.ROWS)])
 

@@ -12,6 +12,8 @@ import torch
 from .load import load_ratings
 from .releases import SPLITS
 
+__all__ = ["load_split", "per_user_split", "random_split", "validation_entries", "validation_part"]
+
 
 def load_split(name: str, path: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The canonical ``(train, test)`` of fold ``u1`` ... ``u5``, ``ua`` or ``ub``: GroupLens' own files

@@ -17,6 +17,7 @@ and returns a ``train.Trained`` whose ``ListPredictor`` has the interface chapte
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -118,6 +119,8 @@ class EASE(nn.Module):
     """Embarrassingly Shallow Autoencoder (Steck 2019, chapter 06): scores = X B, with the item-item matrix
     B that minimises ||X - X B||^2 + lambda ||B||^2 subject to diag(B) = 0, in closed form (``fit``)."""
 
+    weights: torch.Tensor  # B, a registered buffer
+
     def __init__(self, n_items: int, l2: float = 200.0):
         super().__init__()
         check_positive_int("n_items", n_items)
@@ -136,11 +139,15 @@ class EASE(nn.Module):
         if not torch.isfinite(inverse).all() or not torch.allclose(gram @ inverse, identity, atol=1e-6):
             raise ValueError(f"EASE's lambda = {self.config['l2']:g} is too small to invert X^T X + lambda I (movies that "
                              "nobody picked make it singular); use a lambda of 1 or more (the tuned one is "
-                             f"{RECIPES['EASE'].l2:g}).")
+                             f"{cast(EASERecipe, RECIPES['EASE']).l2:g}).")
         weights = -inverse / inverse.diagonal()  # B = I - P diag(1/diag P): off-diagonal -P_ij / P_jj
         weights.diagonal().zero_()
         self.weights.copy_(weights.float())
         return self
+
+    def loss(self, picked: torch.Tensor) -> torch.Tensor:
+        raise ValueError("EASE is fitted in closed form (EASE.fit): it has no loss for fit() to step; "
+                         "train it with train_list_model.")
 
     def forward(self, picked: torch.Tensor) -> torch.Tensor:
         return picked @ self.weights
@@ -163,7 +170,7 @@ class ListProblem:
     draws it) marks the ratings held back from the input; early stopping watches the NDCG@10 of every
     user's list against the held-back ratings of ``relevant_from`` stars or more."""
 
-    def __init__(self, model: MultDAE, matrix: RatingMatrix, validation: torch.Tensor | None = None,
+    def __init__(self, model: MultDAE | EASE, matrix: RatingMatrix, validation: torch.Tensor | None = None,
                  batch_size: int = 128, weight_decay: float = 0.0, relevant_from: float = 4.0,
                  device: str | torch.device | None = None):
         if not isinstance(matrix, RatingMatrix) or matrix.by != "user":
@@ -205,7 +212,7 @@ class ListPredictor:
     rates = False
     cold_start = "the most-picked movies (popularity)"
 
-    def __init__(self, model: nn.Module, matrix: RatingMatrix):
+    def __init__(self, model: MultDAE | EASE, matrix: RatingMatrix):
         self.model, self.matrix = model, matrix
         self._picks = matrix.user_mask.float()
         scores = self._scores_of(self._picks)
@@ -255,11 +262,12 @@ def train_list_model(train: pd.DataFrame, recipe: str | MultDAERecipe | EASEReci
     their best epoch's weights. EASE is fitted in closed form, by default on every training rating; give it a
     ``validation_fraction`` to score a lambda on held-back ratings (``history.best["val_ndcg"]``).
     """
-    recipe = get_recipe(recipe, family="lists", **changes)
+    recipe = cast("MultDAERecipe | EASERecipe", get_recipe(recipe, family="lists", **changes))
     started = time.perf_counter()
     matrix = rating_matrix(train, user_ids=user_ids, item_ids=item_ids)
     validation = validation_part(matrix, recipe.validation_fraction, seed)
     seed_everything(seed)
+    model: MultDAE | EASE
     if isinstance(recipe, EASERecipe):
         model = EASE(matrix.shape[1], recipe.l2)
         problem = ListProblem(model, matrix, validation, relevant_from=recipe.relevant_from, device="cpu")
@@ -277,7 +285,7 @@ def train_list_model(train: pd.DataFrame, recipe: str | MultDAERecipe | EASEReci
     return Trained(model, matrix, ListPredictor(model, matrix), recipe, history, time.perf_counter() - started, seed)
 
 
-def list_predictor(model: nn.Module, matrix: RatingMatrix, bias: object, recipe: object) -> ListPredictor:
+def list_predictor(model: MultDAE | EASE, matrix: RatingMatrix, bias: object, recipe: object) -> ListPredictor:
     """The predictor of a list model loaded from a checkpoint (the list family's entry in ``recipes.FAMILIES``):
     a list model reads picks only, so it takes no bias baseline and no recipe setting (chapter 06)."""
     return ListPredictor(model, matrix)

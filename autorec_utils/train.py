@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -23,18 +23,19 @@ import torch
 from tqdm.auto import tqdm
 
 from .checks import check_choice, check_number, check_positive_int, check_problem
-from .evaluate import RATING_RANGE, AutoRecPredictor, BiasBaseline, Predictor, score
-from .matrix import MatrixAxes, RatingMatrix, fits_dense, matrix_for
+from .evaluate import RATING_RANGE, AutoRecPredictor, BiasBaseline, Predictor, RatingModel, score
+from .matrix import MatrixAxes, RatingMatrix, fits_dense, rating_matrix
 from .model import AutoRec, autorec_objective, pick_device
 from .recipes import AutoRecRecipe, Recipe, get_recipe
 from .splits import random_split, validation_part
 
 if TYPE_CHECKING:  # for the type checker only: the core never imports an elective when it is loaded
-    from .sparse import SparseProblem
+    from .sparse import SparseProblem, SparseRatingMatrix
 
 __all__ = [  # what the notebooks, the command line and users call
     "OPTIMIZERS", "DenseProblem", "History", "Problem", "Trained", "autorec_problem", "autorec_setup",
-    "chosen_on_validation", "fit", "hold_out", "pick_device", "random_splits_rmse", "seed_everything", "train_autorec",
+    "chosen_on_validation", "fit", "hold_out", "matrix_for", "pick_device", "predictor_for", "random_splits_rmse",
+    "seed_everything", "train_autorec",
 ]
 
 
@@ -51,9 +52,18 @@ def seed_everything(seed: int) -> None:
 class Problem(Protocol):
     """What ``fit`` needs from a model and its data (chapter 03): the problem owns the loss and the metric."""
 
-    model: torch.nn.Module
-    watch: str  # the history column that early stopping watches, e.g. "val_rmse"
-    mode: str  # "min" (lower is better, e.g. RMSE) or "max" (e.g. NDCG)
+    @property
+    def model(self) -> torch.nn.Module: ...
+
+    @property
+    def watch(self) -> str:
+        """The history column that early stopping watches, e.g. "val_rmse"."""
+        ...
+
+    @property
+    def mode(self) -> str:
+        """"min" (lower is better, e.g. RMSE) or "max" (e.g. NDCG)."""
+        ...
 
     def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer: ...
     def batches(self, generator: torch.Generator) -> list: ...
@@ -125,7 +135,7 @@ def fit(problem: Problem, epochs: int = 200, lr: float = 1e-3, optimizer: str = 
                 loss = problem.batch_loss(rows)
                 loss.backward()
                 return loss
-            epoch_loss += float(optim.step(closure).detach())
+            epoch_loss += float(cast(torch.Tensor, optim.step(closure)).detach())  # the batch's loss, before the step
         if not np.isfinite(epoch_loss):
             raise FloatingPointError(f"the loss became {epoch_loss} at epoch {epoch}; lower the learning rate (lr={lr}).")
         schedule.step()
@@ -142,7 +152,8 @@ def fit(problem: Problem, epochs: int = 200, lr: float = 1e-3, optimizer: str = 
                 history.stopped_early = True
                 break
     bar.close()
-    model.load_state_dict(best_state)
+    if best_state is not None:  # always: the first epoch is the best so far
+        model.load_state_dict(best_state)
     return history
 
 
@@ -175,17 +186,20 @@ def hold_out(matrix: RatingMatrix, validation: torch.Tensor) -> tuple[torch.Tens
 
 def autorec_problem(model: AutoRec, matrix: MatrixAxes, validation: torch.Tensor | None = None,
                     l2: float = 1.0, batch_size: int | None = None, baseline: torch.Tensor | None = None,
-                    device: str | torch.device | None = None) -> DenseProblem | SparseProblem:
+                    device: str | torch.device | None = None, penalty_share: float = 1.0,
+                    n_batches: int | None = None) -> DenseProblem | SparseProblem:
     """AutoRec's problem for ``fit`` on ``matrix``: the dense path for a ``RatingMatrix``, chapter 05's sparse
-    one for a ``SparseRatingMatrix`` -- the path follows the matrix (chapter 03)."""
+    one for a ``SparseRatingMatrix`` -- the path follows the matrix (chapter 03). ``penalty_share`` and
+    ``n_batches``: see ``DenseProblem`` (chapter 05b's processes each train a share of the rows)."""
     if not matrix.sparse:
-        return DenseProblem(model, matrix, validation, l2, batch_size, baseline, device)
+        return DenseProblem(model, cast(RatingMatrix, matrix), validation, l2, batch_size, baseline, device, penalty_share, n_batches)
     if baseline is not None:
         raise ValueError("the sparse path trains on the ratings themselves: use no baseline, or a dense RatingMatrix "
                          "(sparse.SparseRatingMatrix.to_dense()) if it fits in memory.")
     from .sparse import SparseProblem  # chapter 05's elective, loaded for the sparse path only
 
-    return SparseProblem(model, matrix, validation, l2, batch_size, device)
+    return SparseProblem(model, cast("SparseRatingMatrix", matrix), validation, l2, batch_size, device, penalty_share,
+                         n_batches)
 
 
 class DenseProblem:
@@ -199,18 +213,24 @@ class DenseProblem:
     rows) carries 1/n of the penalty. ``baseline`` (shaped like the matrix, e.g.
     ``BiasBaseline.predict_matrix``) makes the model learn the residuals r - baseline; the RMSEs are on
     the rating scale.
+
+    Chapter 05b trains a share of the rows in each of W processes: ``penalty_share`` (1/W there; 1: the whole
+    penalty) is the part of each step's penalty this problem's loss carries, and ``n_batches`` the steps per
+    epoch of the whole run (None: from ``batch_size`` and this matrix's rows).
     """
 
     mode = "min"
 
     def __init__(self, model: AutoRec, matrix: RatingMatrix, validation: torch.Tensor | None = None, l2: float = 1.0,
                  batch_size: int | None = None, baseline: torch.Tensor | None = None,
-                 device: str | torch.device | None = None):
+                 device: str | torch.device | None = None, penalty_share: float = 1.0, n_batches: int | None = None):
         check_problem(model, matrix, validation, l2, batch_size, RatingMatrix)
+        check_number("penalty_share", penalty_share, 0, 1, low_open=True)
+        check_positive_int("n_batches", n_batches, none_means="from batch_size")
         if baseline is not None and tuple(baseline.shape) != matrix.shape:
             raise ValueError(f"baseline has shape {tuple(baseline.shape)}, the matrix {matrix.shape}: predict it for this matrix.")
         self.device = device = pick_device(device)
-        self.model, self.l2 = model.to(device), l2
+        self.model, self.l2, self.penalty_share = model.to(device), l2, penalty_share
         validation = torch.zeros(matrix.n_observed, dtype=torch.bool) if validation is None else validation
         self.fit_mask, self.validation_mask = (mask.to(device) for mask in hold_out(matrix, validation))
         self.watch = "val_rmse" if validation.any() else "train_rmse"
@@ -218,7 +238,9 @@ class DenseProblem:
         self.targets = (matrix.values.to(device) - self.offset) * matrix.mask.to(device)  # residuals, with a baseline
         self.inputs = self.targets * self.fit_mask
         self.n_rows = matrix.shape[0]
-        self.n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
+        if n_batches is None:
+            n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
+        self.n_batches = n_batches
 
     def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer:
         """Adam, or the paper's Rprop or L-BFGS, over all the model's parameters."""
@@ -241,7 +263,8 @@ class DenseProblem:
     def batch_loss(self, rows) -> torch.Tensor:
         """The masked squared error of these rows, plus their share of the penalty."""
         prediction = self.model(self.inputs[rows])
-        return autorec_objective(self.model, prediction, self.targets[rows], self.fit_mask[rows], self.l2 / self.n_batches)
+        l2 = self.l2 * self.penalty_share / self.n_batches
+        return autorec_objective(self.model, prediction, self.targets[rows], self.fit_mask[rows], l2)
 
     def evaluate(self) -> dict[str, float]:
         """RMSE on the rating scale (predictions clipped to 1-5 stars) on the fitted and the validation ratings."""
@@ -260,7 +283,8 @@ class Trained:
     training matrix it reads (its orientation), its ``predictor`` (the interface chapter 04 uses), the
     recipe, how training went, the seed, and the canonical split it was trained on when known ("all":
     every rating). ``bias`` is the bias baseline of a rating model (fitted on the ratings it was fitted on);
-    ``validation_seed`` drew the validation ratings it held back, when not ``seed`` (chapter 07's ensembles)."""
+    ``validation_seed`` drew the validation ratings it held back, when not ``seed``, and ``runs`` are an ensemble's
+    runs as trained, blended or not, each with its own history (chapter 07's ensembles; empty for one model)."""
 
     model: torch.nn.Module
     matrix: MatrixAxes  # a RatingMatrix, or chapter 05's SparseRatingMatrix
@@ -272,6 +296,7 @@ class Trained:
     split: str | None = None
     bias: BiasBaseline | None = None
     validation_seed: int | None = None
+    runs: list[Trained] = field(default_factory=list, repr=False, compare=False)  # an ensemble's every run (chapter 07)
 
     @property
     def settings(self) -> dict:
@@ -295,7 +320,7 @@ def train_autorec(train: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec"
     the bias baseline (the residual recipe's, and the fallback) never sees them. ``validation_seed`` (default:
     ``seed``) draws them, so that runs of several seeds can hold back the same ratings (chapter 07's ensembles).
     """
-    recipe = get_recipe(recipe, family="ratings", **changes)
+    recipe = cast(AutoRecRecipe, get_recipe(recipe, family="ratings", **changes))  # or its DeepAutoRecRecipe
     started = time.perf_counter()
     matrix, validation, bias, model, baseline = autorec_setup(train, recipe, user_ids, item_ids, seed, validation_seed,
                                                               sparse)
@@ -328,7 +353,18 @@ def autorec_setup(train: pd.DataFrame, recipe: AutoRecRecipe, user_ids=None, ite
     return matrix, validation, bias, model, baseline
 
 
-def predictor_for(model: torch.nn.Module, matrix: MatrixAxes, bias: BiasBaseline | None,
+def matrix_for(ratings: pd.DataFrame, by: str = "user", user_ids=None, item_ids=None,
+               sparse: bool = False) -> MatrixAxes:
+    """``rating_matrix``, or with ``sparse`` chapter 05's ``sparse_rating_matrix`` (only the observed ratings):
+    the one place that builds either, so the core imports the sparse elective only when it is asked for."""
+    if not sparse:
+        return rating_matrix(ratings, by, user_ids, item_ids)
+    from .sparse import sparse_rating_matrix  # chapter 05's elective, loaded for the sparse path only
+
+    return sparse_rating_matrix(ratings, by, user_ids, item_ids)
+
+
+def predictor_for(model: RatingModel, matrix: MatrixAxes, bias: BiasBaseline | None,
                   recipe: Recipe) -> AutoRecPredictor:
     """The predictor of a model trained by ``recipe`` (a rating recipe): the sparse one for chapter 05's
     ``SparseRatingMatrix``, with its baseline when it learned residuals, and its fallback for users and movies
@@ -336,11 +372,13 @@ def predictor_for(model: torch.nn.Module, matrix: MatrixAxes, bias: BiasBaseline
     if not isinstance(recipe, AutoRecRecipe):
         raise ValueError(f"predictor_for makes the predictor of a rating model, not of a {type(recipe).__name__}.")
     fallback = bias if recipe.fallback == "bias" else None
-    if matrix.sparse:
-        from .sparse import SparseAutoRecPredictor  # chapter 05's elective, loaded for the sparse path only
+    if isinstance(matrix, RatingMatrix):
+        return AutoRecPredictor(model, matrix, fallback=fallback, baseline=bias if recipe.residual else None)
+    from .sparse import SparseAutoRecPredictor  # chapter 05's elective, loaded for the sparse path only
 
-        return SparseAutoRecPredictor(model, matrix, fallback=fallback)
-    return AutoRecPredictor(model, matrix, fallback=fallback, baseline=bias if recipe.residual else None)
+    if not isinstance(model, AutoRec):
+        raise ValueError(f"the sparse path predicts with chapter 02's AutoRec, not a {type(model).__name__}.")
+    return SparseAutoRecPredictor(model, cast("SparseRatingMatrix", matrix), fallback=fallback)
 
 
 def random_splits_rmse(ratings: pd.DataFrame, recipe: str | AutoRecRecipe = "I-AutoRec", repeats: int = 5,

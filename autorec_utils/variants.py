@@ -21,6 +21,8 @@ which pulls the kernel towards sparsity.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -83,11 +85,12 @@ class DeepAutoRec(nn.Module):
         if not is_whole(kernel) or kernel < 0:
             raise ValueError(f"kernel must be 0 (plain layers) or the kernel's dimension d > 0, got {kernel!r}.")
         check_number("kernel_penalty", kernel_penalty, 0)
+        self.config: dict[str, Any]
         self.config = {"n_inputs": int(n_inputs), "hidden": [int(size) for size in hidden], "activation": activation,
                        "dropout": float(dropout), "input_dropout": float(input_dropout), "kernel": int(kernel),
                        "kernel_penalty": float(kernel_penalty)}
 
-        def layer(n_in: int, n_out: int) -> nn.Module:
+        def layer(n_in: int, n_out: int) -> KernelLinear | nn.Linear:
             return KernelLinear(n_in, n_out, kernel) if kernel else nn.Linear(n_in, n_out)
 
         sizes = [int(n_inputs), *self.config["hidden"]]
