@@ -1,4 +1,4 @@
-"""Where the time of data-parallel training goes (chapter 05, autorec_utils.distributed): seconds per epoch
+"""Where the time of data-parallel training goes (chapter 05b, autorec_utils.ddp): seconds per epoch
 of 1 and 2 processes (4 where the machine has the cores) on generated ratings of ML-1M's shape, split into
 the forward and backward passes, the all-reduce of the gradients, Adam's update and the evaluation; the
 bytes each step sends; and the same with DDP's gradient compression (bf16) and with larger batches.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = {"U": "U-AutoRec", "I": "I-AutoRec"}
+RECIPES = {"U": "U-AutoRec", "I": "I-AutoRec"}  # the plain ones (the residual U-AutoRec needs the dense path)
 
 
 def parameter_bytes(variant: str, n_users: int, n_items: int, hidden: int, bytes_per_number: int = 4) -> int:
@@ -106,7 +106,7 @@ def one_of_several(job: dict) -> dict | None:
     import torch.distributed as dist
     from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
-    from autorec_utils.distributed import init, shard_problem
+    from autorec_utils.ddp import init, shard_problem
     from autorec_utils.recipes import get_recipe
 
     init()
@@ -177,7 +177,7 @@ def main() -> None:
         if result is not None:
             Path(args.out).write_text(json.dumps(result))
         if job["processes"] > 1:
-            from autorec_utils.distributed import exit_worker
+            from autorec_utils.ddp import exit_worker
 
             exit_worker(0)  # one of several processes: see exit_worker
         return

@@ -1,9 +1,11 @@
-"""Data-parallel training (chapter 05, autorec_utils.distributed): two real processes on 127.0.0.1 with gloo.
+"""Data-parallel training (chapter 05b: the lesson autorec_utils.ddp, the command line autorec_utils.distributed):
+two real processes on 127.0.0.1 with gloo.
 
 One DDP step with batch b in each process is one single-process step with batch 2b, on the dense and the
-sparse path; training leaves the same weights in both processes and matches the single process; the
-command line trains a checkpoint that one process loads; bad input ends before training in one line with
-exit 2, and a killed process ends the run within a bounded time with nothing saved.
+sparse path; training leaves the same weights in both processes and matches the single process, for a deep
+(L-BFGS, full-batch) recipe too; the command line trains a checkpoint that one process loads and reads --variant
+as python -m autorec_utils does; bad input ends before training in one line with exit 2, and a killed process
+ends the run within a bounded time with nothing saved.
 """
 
 import json
@@ -20,14 +22,15 @@ import numpy as np
 import pytest
 import torch
 
-from autorec_utils import distributed
+from autorec_utils import __main__ as single_command
+from autorec_utils import ddp, distributed
 from autorec_utils.checkpoint import load_checkpoint
 from autorec_utils.evaluate import score
 from autorec_utils.generate import generate_ratings
 from autorec_utils.load import load_movies, load_users
 from autorec_utils.matrix import rating_matrix
 from autorec_utils.model import AutoRec
-from autorec_utils.recipes import get_recipe
+from autorec_utils.recipes import VARIANTS, get_recipe
 from autorec_utils.sparse import sparse_rating_matrix
 from autorec_utils.splits import load_split, validation_part
 from autorec_utils.train import autorec_problem, seed_everything, train_autorec
@@ -40,6 +43,9 @@ RATINGS = {"n_users": 40, "n_items": 25, "n_ratings": 400, "seed": 3}
 STEP = {"hidden": 6, "lr": 0.01, "l2": 5.0, "validation_fraction": 0.1}  # batch 16: about 8 rows per process and step
 PATHS = {"dense": "U-AutoRec", "sparse": "I-AutoRec"}  # both orientations too
 TRAINING = {"epochs": 4, "patience": 4, "hidden": 6, "lr": 0.01, "batch_size": 16}
+# chapter 07's two-layer U-AutoRec: with Adam in mini-batches, and with its own L-BFGS on all rows
+DEEP = {"adam": {"optimizer": "adam", "lr": 0.01, "batch_size": 16, "epochs": 3, "patience": 3, "hidden": 6},
+        "lbfgs": {"epochs": 3, "patience": 3, "hidden": 6}}
 
 # What each of the two processes runs (under torchrun): one step and a short training on each path, then the
 # faults the library and the command line must refuse before training. Results go to <out>/rank<r>.*.
@@ -47,19 +53,19 @@ WORKER = textwrap.dedent("""
     import json, shutil, sys
     from pathlib import Path
     import torch, torch.distributed as dist
-    from autorec_utils import distributed
+    from autorec_utils import ddp, distributed
     from autorec_utils.generate import generate_ratings
     from autorec_utils.recipes import get_recipe
 
     out, data_dir = Path(sys.argv[1]), Path(sys.argv[2])
     settings = json.loads(sys.argv[3])
-    distributed.init(timeout=20)
+    ddp.init(timeout=20)
     rank = dist.get_rank()
     ratings = generate_ratings(**settings["ratings"])
     found = {}
     for path, name in settings["paths"].items():
         recipe = get_recipe(name, batch_size=16, **settings["step"])  # 16 rows a step: 8 in each process
-        problem = distributed.shard_problem(ratings, recipe, seed=5, sparse=path == "sparse").problem
+        problem = ddp.shard_problem(ratings, recipe, seed=5, sparse=path == "sparse").problem
         optimizer = problem.optimizer("adam", recipe.lr)
         generator = torch.Generator().manual_seed(5)
         torch.manual_seed(5)
@@ -70,14 +76,18 @@ WORKER = textwrap.dedent("""
         optimizer.step()
         found[path] = {"loss": loss.item(), "rows": len(rows), "n_batches": problem.n_batches}
         torch.save(problem.model.state_dict(), out / f"rank{rank}.{path}.step.pt")
-        trained = distributed.train_distributed(ratings, name, seed=5, progress=False, sparse=path == "sparse",
+        trained = ddp.train_distributed(ratings, name, seed=5, progress=False, sparse=path == "sparse",
                                                 **settings["training"])
         torch.save(trained.model.state_dict(), out / f"rank{rank}.{path}.trained.pt")
         found[path]["history"] = trained.history.records
-        again = distributed.train_distributed(ratings, name, seed=5, progress=False, sparse=path == "sparse",
+        again = ddp.train_distributed(ratings, name, seed=5, progress=False, sparse=path == "sparse",
                                               **settings["training"])
         found[path]["same_seed_same_weights"] = all(torch.equal(a, b) for a, b in zip(
             trained.model.state_dict().values(), again.model.state_dict().values()))
+    for how, changes in settings["deep"].items():
+        trained = ddp.train_distributed(ratings, "U-AutoRec (deep)", seed=5, progress=False, **changes)
+        torch.save(trained.model.state_dict(), out / f"rank{rank}.deep_{how}.trained.pt")
+        found[f"deep_{how}"] = {"history": trained.history.records, "model": type(trained.model).__name__}
 
     def refused(work):
         try:
@@ -87,9 +97,9 @@ WORKER = textwrap.dedent("""
         return None
 
     one_row = ratings[ratings.user_id == 1]
-    found["too_many_processes"] = refused(lambda: distributed.train_distributed(one_row, "U-AutoRec", user_ids=[1], epochs=1, progress=False))
+    found["too_many_processes"] = refused(lambda: ddp.train_distributed(one_row, "U-AutoRec", user_ids=[1], epochs=1, progress=False))
     other = ratings.assign(rating=ratings.rating.where(ratings.index != 7, 6 - ratings.rating)) if rank == 1 else ratings
-    found["mismatch"] = refused(lambda: distributed.train_distributed(other, "U-AutoRec", epochs=1, progress=False))
+    found["mismatch"] = refused(lambda: ddp.train_distributed(other, "U-AutoRec", epochs=1, progress=False))
     # the command line, in these same two processes: a checkpoint rank 0 cannot write, then other data in process 1
     common = ["--split", "u1", "--epochs", "2", "--quiet"]
     (out / "a_file").write_text("not a folder")
@@ -103,7 +113,7 @@ WORKER = textwrap.dedent("""
         base.write_text(first + "\\n" + base.read_text().split("\\n", 1)[1])  # one rating changed
     found["cli_mismatch"] = distributed.work(["--data-dir", str(copy), "--checkpoint", str(out / "m.pt"), *common])
     (out / f"rank{rank}.json").write_text(json.dumps(found))
-    distributed.exit_worker(0)
+    ddp.exit_worker(0)
 """)
 
 
@@ -176,7 +186,7 @@ def two_processes(tmp_path_factory):
     data_dir = out / "data"
     make_movielens(data_dir / "raw" / "ml-100k")
     (out / "worker.py").write_text(WORKER)
-    settings = {"ratings": RATINGS, "paths": PATHS, "step": STEP, "training": TRAINING}
+    settings = {"ratings": RATINGS, "paths": PATHS, "step": STEP, "training": TRAINING, "deep": DEEP}
     code, stdout, stderr = finish(start(torchrun(str(out / "worker.py"), str(out), str(data_dir), json.dumps(settings))), 240)
     assert code == 0, stderr[-3000:]
     found = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -211,6 +221,58 @@ def test_training_gives_the_same_weights_in_both_processes_on_every_run_and_matc
     ours = [(r["epoch"], r["val_rmse"]) for r in found[0][path]["history"]]
     theirs = [(r["epoch"], r["val_rmse"]) for r in single.history.records]
     assert np.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("how", DEEP)
+def test_a_deep_recipe_trains_on_two_processes_as_on_one(two_processes, how):
+    """shard_problem builds on train.autorec_setup, so chapter 07's DeepAutoRec trains too: with Adam, the weights of
+    one process; with L-BFGS, the same objective (its first loss), but its line search, which reads the loss to the
+    last bit, may take other steps than one process's (adding the two shares rounds otherwise)."""
+    out, found, _ = two_processes
+    states = [torch.load(out / f"rank{rank}.deep_{how}.trained.pt", weights_only=True) for rank in (0, 1)]
+    histories = [[{k: v for k, v in record.items() if k != "seconds"} for record in found[rank][f"deep_{how}"]["history"]]
+                 for rank in (0, 1)]
+    assert found[0][f"deep_{how}"]["model"] == "DeepAutoRec" and histories[0] == histories[1]
+    for name in states[0]:
+        assert torch.equal(states[0][name], states[1][name]), name
+    single = train_autorec(generate_ratings(**RATINGS), "U-AutoRec (deep)", seed=5, progress=False, **DEEP[how])
+    assert len(single.history.records) == len(histories[0])
+    assert histories[0][0]["loss"] == pytest.approx(single.history.records[0]["loss"], rel=1e-6)
+    if how == "adam":
+        for name, tensor in single.model.state_dict().items():
+            torch.testing.assert_close(states[0][name], tensor, atol=1e-5, rtol=1e-4, msg=name)
+        assert np.allclose([r["val_rmse"] for r in histories[0]], [r["val_rmse"] for r in single.history.records], atol=1e-5)
+
+
+def test_a_problem_takes_its_share_of_the_penalty_and_the_run_s_steps_as_arguments():
+    """What a process's local problem carries (chapter 05b), given to it, not written into it afterwards."""
+    ratings = generate_ratings(**RATINGS)
+    for build in (rating_matrix, sparse_rating_matrix):
+        matrix = build(ratings, by="item")
+        losses = []
+        for share, steps in ((1.0, None), (0.5, 3)):
+            seed_everything(5)
+            problem = autorec_problem(AutoRec(matrix.shape[1], 6), matrix, l2=5.0, batch_size=16, device="cpu",
+                                      penalty_share=share, n_batches=steps)
+            assert problem.n_batches == (steps or -(-matrix.shape[0] // 16))
+            rows = torch.arange(matrix.shape[0])
+            penalty = 0.5 * 5.0 * share / problem.n_batches * problem.model.weight_norm().item()
+            losses.append(problem.batch_loss(rows).item() - penalty)
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)  # the same squared error: only the penalty differs
+
+
+def test_the_command_lines_read_variant_letters_alike(capsys):
+    """--variant U is the residual U-AutoRec in python -m autorec_utils and in python -m autorec_utils.distributed."""
+    for letter in ("I", "U", "u"):
+        assert distributed.parse_args(["--variant", letter]).recipe == VARIANTS[single_command.parse_args(["--variant", letter]).variant]
+    assert distributed.parse_args(["--variant", "U"]).recipe == "U-AutoRec (residual)"
+    assert distributed.parse_args(["--recipe", "u-autorec"]).recipe == "U-AutoRec"  # the plain one, by name
+    assert distributed.parse_args(["--recipe", "U-AutoRec (deep)"]).recipe == "U-AutoRec (deep)"
+    with pytest.raises(SystemExit) as refused:
+        distributed.parse_args(["--variant", "L"])
+    error = capsys.readouterr().err
+    assert refused.value.code == 2 and error.count("\n") == 1, error
+    assert "'L' is EASE, a list model: distributed training takes rating recipes" in error
 
 
 def test_bad_input_stops_every_process_before_training_in_one_line(two_processes):
@@ -305,15 +367,15 @@ def test_the_launcher_ends_as_its_processes_end(monkeypatch, capsys):
 
 def test_a_process_of_a_run_ends_with_its_status_and_all_its_output():
     """exit_worker skips Python's teardown (where gloo's threads may abort the process), not what was printed."""
-    script = ("import sys; from autorec_utils import distributed\ndistributed.init(timeout=10)\nprint('trained', end='')\n"
-              "sys.stderr.write('a note')\ndistributed.exit_worker(3)\nprint('never')")
+    script = ("import sys; from autorec_utils import ddp\nddp.init(timeout=10)\nprint('trained', end='')\n"
+              "sys.stderr.write('a note')\nddp.exit_worker(3)\nprint('never')")
     code, out, err = finish(start(["-c", script], MASTER_PORT=str(free_port()), RANK="0", WORLD_SIZE="1",
                                   PYTHONUNBUFFERED=""), 60)  # buffered, as output to a pipe usually is
     assert (code, out, err) == (3, "trained", "a note")
 
 
 def test_shards_cover_every_row_once():
-    shards = [distributed.shard_rows(10, rank, 3).tolist() for rank in range(3)]
+    shards = [ddp.shard_rows(10, rank, 3).tolist() for rank in range(3)]
     assert shards == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     assert sorted(sum(shards, [])) == list(range(10))
 

@@ -297,55 +297,8 @@ def test_cli_help_says_which_model_for_what(capsys):
     assert "makes the best lists" in text and "makes the best rating predictions" in text
 
 
-# ---------------------------------------------------------------- one interface for every model
-
-@pytest.fixture
-def three_models(setting):
-    """A rating model and two list models, each small: every chapter-04 function must work on each or say why not."""
-    from autorec_utils.topn import train_list_model
-
-    train, _, users, movies = setting
-    ids = {"user_ids": users.user_id, "item_ids": movies.item_id}
-    return {"I-AutoRec": trained_on(setting, "I-AutoRec"), "U-AutoRec": trained_on(setting, "U-AutoRec"),
-            "EASE": train_list_model(train, "EASE", l2=10.0, **ids),
-            "Mult-DAE": train_list_model(train, "Mult-DAE", hidden=4, epochs=3, batch_size=4, progress=False, **ids)}
-
-
-CALLS = {
-    "top_k": lambda t, m: top_k(t, 1, m, k=3),
-    "similar_movies": lambda t, m: similar_movies(t, 7, m, k=3, min_ratings=1),
-    "user_embeddings": lambda t, m: user_embeddings(t),
-    "movie_embeddings": lambda t, m: __import__("autorec_utils.recommend").recommend.movie_embeddings(t),
-    "recommend_for_new_user": lambda t, m: recommend_for_new_user(t, {1: 5, 3: 2}, m, k=3),
-    "recommend_from_liked": lambda t, m: __import__("autorec_utils.recommend").recommend.recommend_from_liked(t, [1, 3], m, k=3),
-}
-EXPECTED_REFUSALS = {  # (model, function): what the ValueError says to do instead
-    ("I-AutoRec", "recommend_for_new_user"): "use a U-AutoRec model",
-    ("I-AutoRec", "recommend_from_liked"): "use recommend_for_new_user",
-    ("U-AutoRec", "recommend_from_liked"): "use recommend_for_new_user",
-    ("EASE", "user_embeddings"): "EASE has no hidden layer",
-    ("EASE", "recommend_for_new_user"): "use recommend_from_liked",
-    ("Mult-DAE", "recommend_for_new_user"): "use recommend_from_liked",
-}
-
-
-@pytest.mark.parametrize("function", CALLS)
-@pytest.mark.parametrize("model", ["I-AutoRec", "U-AutoRec", "EASE", "Mult-DAE"])
-def test_every_chapter_04_function_works_on_every_model_or_says_what_to_use(three_models, setting, model, function):
-    movies = setting[3]
-    trained = three_models[model]
-    refusal = EXPECTED_REFUSALS.get((model, function))
-    if refusal:
-        with pytest.raises(ValueError, match=refusal):
-            CALLS[function](trained, movies)
-        return
-    result = CALLS[function](trained, movies)
-    if isinstance(result, pd.DataFrame):
-        assert len(result) == 3 and not {1, 3, 7} & set(result.item_id) - set(setting[0].item_id[setting[0].user_id == 1])
-    else:
-        rows = {"user_embeddings": 12, "movie_embeddings": 30}[function]
-        assert result.shape[0] == rows and np.isfinite(result).all()
-
+# ---------------------------------------------------------------- every model (tests/test_interface.py runs each
+# chapter-04 function on every kind of model)
 
 @pytest.mark.parametrize("model", ["I-AutoRec", "EASE", "Mult-DAE"])
 def test_a_user_without_training_ratings_gets_the_fallback_with_a_note(setting, model):
