@@ -56,14 +56,10 @@ class Problem(Protocol):
     def model(self) -> torch.nn.Module: ...
 
     @property
-    def watch(self) -> str:
-        """The history column that early stopping watches, e.g. "val_rmse"."""
-        ...
+    def watch(self) -> str: ...  # the history column that early stopping watches, e.g. "val_rmse"
 
     @property
-    def mode(self) -> str:
-        """"min" (lower is better, e.g. RMSE) or "max" (e.g. NDCG)."""
-        ...
+    def mode(self) -> str: ...  # "min" (lower is better, e.g. RMSE) or "max" (e.g. NDCG)
 
     def optimizer(self, name: str, lr: float) -> torch.optim.Optimizer: ...
     def batches(self, generator: torch.Generator) -> list: ...
@@ -124,8 +120,8 @@ def fit(problem: Problem, epochs: int = 200, lr: float = 1e-3, optimizer: str = 
     generator = torch.Generator().manual_seed(seed)  # the order of the mini-batches
     torch.manual_seed(seed)  # dropout masks
     history, best_state, waited = History(watch=problem.watch, mode=problem.mode), None, 0
-    bar = tqdm(range(1, epochs + 1), desc="training", unit="epoch", disable=not progress)
-    for epoch in bar:
+    bar = tqdm(desc="training", unit="epoch", disable=not progress)  # no total: early stopping, not the cap, ends it
+    for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
         epoch_loss = 0.0
@@ -142,15 +138,17 @@ def fit(problem: Problem, epochs: int = 200, lr: float = 1e-3, optimizer: str = 
         model.eval()
         record = {"epoch": epoch, "loss": epoch_loss, **problem.evaluate(), "seconds": time.perf_counter() - started}
         history.records.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k not in ("epoch", "loss", "seconds")})
         if history.improves(record):
             history.best_epoch, waited = epoch, 0
             best_state = _copy_into(best_state, model.state_dict())
         else:
             waited += 1
-            if waited >= patience:
-                history.stopped_early = True
-                break
+        bar.update()  # the metrics, the best epoch so far, and the epochs left unless the watched metric improves
+        bar.set_postfix({**{k: f"{v:.4f}" for k, v in record.items() if k not in ("epoch", "loss", "seconds")},
+                         "best epoch": history.best_epoch, "left": min(patience - waited, epochs - epoch)})
+        if waited >= patience:
+            history.stopped_early = True
+            break
     bar.close()
     if best_state is not None:  # always: the first epoch is the best so far
         model.load_state_dict(best_state)

@@ -8,8 +8,8 @@ import torch
 from autorec_utils.evaluate import AutoRecPredictor, BiasBaseline, GlobalMean, mae, rmse, score
 from autorec_utils.matrix import rating_matrix
 from autorec_utils.model import AutoRec, autorec_objective, masked_squared_error
-from autorec_utils.splits import validation_entries
-from autorec_utils.train import DenseProblem, fit, pick_device, seed_everything
+from autorec_utils.splits import load_split, validation_entries
+from autorec_utils.train import DenseProblem, fit, pick_device, seed_everything, train_autorec
 
 
 @pytest.fixture
@@ -351,3 +351,11 @@ def test_a_matrix_and_its_transpose_hold_back_the_same_ratings(toy):
     held_movies = movies.to_frame(keep=validation_part(movies, 0.4, seed=3))
     pd.testing.assert_frame_equal(held_users, held_movies)  # U- and I-AutoRec validate on the same ratings
     assert len(held_users) == round(0.4 * 11)
+
+
+def test_the_progress_bar_counts_down_to_early_stopping_not_to_the_epoch_cap(ml_folder, capsys):
+    train, _ = load_split("u1", ml_folder)
+    trained = train_autorec(train, "I-AutoRec", hidden=4, epochs=500, patience=3, progress=True)
+    shown = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"best epoch={trained.history.best_epoch}" in shown and "left=" in shown
+    assert "/500" not in shown and "<" not in shown.split("]")[0]  # no total and no ETA to the cap
