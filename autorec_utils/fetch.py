@@ -123,10 +123,10 @@ def _fetch_unlocked(info, release, source, raw, target, url, checksum, progress,
 @contextlib.contextmanager
 def _one_fetch_at_a_time(raw: Path, release: str, say):
     """Hold a lock on this folder while fetching: a second run into the same folder (two notebooks started at
-    once) waits for the first, then finds its files, instead of moving a complete copy aside. The lock file
-    lives in the system's temporary folder, named after the data folder, so the data folder stays clean."""
-    key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:16]
-    lock = FileLock(Path(tempfile.gettempdir()) / f"autorec-fetch-{release}-{key}.lock")
+    once) waits for the first, then finds its files, instead of moving a complete copy aside. The lock is a
+    small hidden file in the folder itself (``.ml-100k.fetch.lock``), kept between fetches: it lives with the
+    data, so whoever may write the folder may take it, and two users' folders never share a lock."""
+    lock = FileLock(raw / f".{release}.fetch.lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:

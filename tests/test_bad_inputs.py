@@ -5,6 +5,7 @@ import os
 import stat
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -445,8 +446,50 @@ def test_two_first_fetches_into_one_folder_never_move_a_complete_copy_aside(ml_f
         server.server_close()
     assert [run.returncode for run in runs] == [0, 0], outputs
     raw = data / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == ["ml-100k", "ml-100k.zip"]  # nothing moved aside, nothing left over
+    # nothing moved aside, nothing left over but the folder's own lock
+    assert sorted(p.name for p in raw.iterdir()) == [".ml-100k.fetch.lock", "ml-100k", "ml-100k.zip"]
     assert any("another run" in out + err for out, err in outputs)  # the second one waited and said so
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to act as a second user")
+def test_a_folder_fetched_by_one_user_is_fetched_again_by_its_next_owner(ml_folder):
+    """The fetch lock lives in the data folder: once root has fetched into a folder and handed it to another user,
+    that user can fetch a missing file again (the lock in the system's temporary folder, root's, refused them)."""
+    import hashlib
+    import multiprocessing
+    import shutil
+    import tempfile
+
+    blob = zip_of(ml_folder)
+    checksum = hashlib.sha1(blob).hexdigest()
+    data = Path(tempfile.mkdtemp(prefix="autorec-shared-"))  # outside pytest's folder, which only root may enter
+    (data / "raw").mkdir()
+    (data / "raw" / "ml-100k.zip").write_bytes(blob)  # a zip in raw/ is fetched without a network
+    try:
+        fetch_movielens(data, checksum=checksum, progress=False, verbose=False)  # the first user: root
+        nobody = 65534
+        for path in [data, *data.rglob("*")]:  # the folder handed to its next owner, who loses a file
+            shutil.chown(path, nobody, nobody)
+        (data / "raw" / "ml-100k" / "u.item").unlink()
+
+        def as_the_next_owner(result):
+            os.setgid(nobody)
+            os.setuid(nobody)
+            try:
+                result.put(str(fetch_movielens(data, checksum=checksum, progress=False, verbose=False).path))
+            except Exception as error:  # reported to the test, which shows it
+                result.put(f"{type(error).__name__}: {error}")
+
+        context = multiprocessing.get_context("fork")  # the modules already imported: nothing read from root's venv
+        result = context.Queue()
+        process = context.Process(target=as_the_next_owner, args=(result,))
+        process.start()
+        process.join(60)
+        assert result.get(timeout=5) == str(data / "raw" / "ml-100k")
+        assert (data / "raw" / "ml-100k" / "u.item").stat().st_uid == nobody
+        assert (data / "raw" / ".ml-100k.fetch.lock").stat().st_uid == nobody  # the folder's own lock
+    finally:
+        shutil.rmtree(data)
 
 
 # ---------------------------------------------------------------- 4. messages that misled or named internals
