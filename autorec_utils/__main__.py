@@ -27,7 +27,7 @@ from .evaluate import score
 from .fetch import fetch_movielens
 from .load import load_movies, load_users
 from .recipes import RECIPES, VARIANTS
-from .recommend import top_k
+from .recommend import model_name, top_k
 from .releases import DATA_DIR_ENV, SPLITS, display_path
 from .splits import load_split
 
@@ -101,7 +101,7 @@ def recipe_name(trained) -> str:
         same_epochs = {"epochs": trained.recipe.epochs} if hasattr(known, "epochs") and hasattr(trained.recipe, "epochs") else {}
         if type(known) is type(trained.recipe) and known.replace(**same_epochs) == trained.recipe:
             return name
-    return f"{'I' if trained.matrix.by == 'item' else 'U'}-AutoRec" if trained.recipe.family == "ratings" else type(trained.model).__name__
+    return f"{model_name(trained.predictor)}, settings of your own"
 
 
 def variant_of(trained) -> str:

@@ -9,6 +9,7 @@ Nothing half-written is ever left where it could be mistaken for data.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import hashlib
 import os
 import re
@@ -123,10 +124,11 @@ def _fetch_unlocked(info, release, source, raw, target, url, checksum, progress,
 @contextlib.contextmanager
 def _one_fetch_at_a_time(raw: Path, release: str, say):
     """Hold a lock on this folder while fetching: a second run into the same folder (two notebooks started at
-    once) waits for the first, then finds its files, instead of moving a complete copy aside. The lock is a
-    small hidden file in the folder itself (``.ml-100k.fetch.lock``), kept between fetches: it lives with the
-    data, so whoever may write the folder may take it, and two users' folders never share a lock."""
-    lock = FileLock(raw / f".{release}.fetch.lock")
+    once) waits for the first, then finds its files, instead of moving a complete copy aside. The lock file is
+    named after the data folder and lives in this user's own temporary folder: the data folder stays clean,
+    and another user's lock (root's, who fetched a folder later handed on) can never block this user."""
+    key = hashlib.sha1(str(raw.resolve()).encode()).hexdigest()[:16]
+    lock = FileLock(_own_temporary_folder() / f"fetch-{release}-{key}.lock")
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -136,6 +138,16 @@ def _one_fetch_at_a_time(raw: Path, release: str, say):
         yield
     finally:
         lock.release()
+
+
+def _own_temporary_folder() -> Path:
+    """A folder in the system's temporary folder that only this user owns (made on first use)."""
+    user = os.getuid() if hasattr(os, "getuid") else getpass.getuser()
+    folder = Path(tempfile.gettempdir()) / f"autorec-{user}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if hasattr(os, "getuid") and folder.stat().st_uid != os.getuid():  # not ours: take a fresh one
+        folder = Path(tempfile.mkdtemp(prefix=f"autorec-{user}-"))
+    return folder
 
 
 def _fetch_zip(info, raw: Path, target: Path, url: str | None, checksum: str | None, progress: bool,

@@ -102,6 +102,10 @@ def recommend_from_liked(trained: Model, liked, movies: pd.DataFrame, k: int = 1
     check_k(k)
     predictor = predictor_of(trained)
     if predictor.rates:
+        try:  # can it read a new person's stars? (I-AutoRec and ensembles cannot, and say what to use instead)
+            predictor.fold_in(np.zeros(0, dtype=np.int64), np.zeros(0))
+        except ValueError as cannot:
+            raise ValueError(f"{model_name(predictor)} reads stars, not picks, and no new person's stars either: {cannot}") from None
         raise ValueError(f"{model_name(predictor)} reads stars, not picks: use recommend_for_new_user(model, "
                          "{movie: rating from 1 to 5}, movies).")
     if isinstance(liked, (str, int, np.integer)):
@@ -194,7 +198,7 @@ def predictor_of(trained: Model) -> Predictor:
 def model_name(predictor: Predictor) -> str:
     """The model's name for messages: U-AutoRec, I-AutoRec, MultDAE, MultVAE, EASE."""
     name = type(predictor.model).__name__
-    return f"{'U' if predictor.matrix.by == 'user' else 'I'}-{name}" if name == "AutoRec" else name
+    return f"{'U' if predictor.matrix.by == 'user' else 'I'}-{name}" if name in ("AutoRec", "DeepAutoRec") else name
 
 
 def best_positions(scores: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:

@@ -446,15 +446,14 @@ def test_two_first_fetches_into_one_folder_never_move_a_complete_copy_aside(ml_f
         server.server_close()
     assert [run.returncode for run in runs] == [0, 0], outputs
     raw = data / "raw"
-    # nothing moved aside, nothing left over but the folder's own lock
-    assert sorted(p.name for p in raw.iterdir()) == [".ml-100k.fetch.lock", "ml-100k", "ml-100k.zip"]
+    assert sorted(p.name for p in raw.iterdir()) == ["ml-100k", "ml-100k.zip"]  # nothing moved aside, nothing left over
     assert any("another run" in out + err for out, err in outputs)  # the second one waited and said so
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root, to act as a second user")
 def test_a_folder_fetched_by_one_user_is_fetched_again_by_its_next_owner(ml_folder):
-    """The fetch lock lives in the data folder: once root has fetched into a folder and handed it to another user,
-    that user can fetch a missing file again (the lock in the system's temporary folder, root's, refused them)."""
+    """Each user's fetch lock lives in their own temporary folder: once root has fetched into a folder and handed it
+    to another user, that user can fetch a missing file again (root's lock in the shared /tmp refused them)."""
     import hashlib
     import multiprocessing
     import shutil
@@ -487,7 +486,8 @@ def test_a_folder_fetched_by_one_user_is_fetched_again_by_its_next_owner(ml_fold
         process.join(60)
         assert result.get(timeout=5) == str(data / "raw" / "ml-100k")
         assert (data / "raw" / "ml-100k" / "u.item").stat().st_uid == nobody
-        assert (data / "raw" / ".ml-100k.fetch.lock").stat().st_uid == nobody  # the folder's own lock
+        assert sorted(p.name for p in (data / "raw").iterdir() if not p.name.startswith("ml-100k.incomplete")) == [
+            "ml-100k", "ml-100k.zip"]  # the data folder stays clean
     finally:
         shutil.rmtree(data)
 

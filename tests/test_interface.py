@@ -69,7 +69,9 @@ I_AUTOREC = ("I-AutoRec", "I-AutoRec (sparse)", "I-AutoRec (local kernel)")
 RATING_MODELS = ("U-AutoRec", "U-AutoRec (sparse)", "U-AutoRec (deep)", *I_AUTOREC, "AutoRec ensemble")
 EXPECTED_REFUSALS = {  # (model, function): what the ValueError says to do instead
     **{(model, "recommend_for_new_user"): "use a U-AutoRec model" for model in I_AUTOREC},
-    **{(model, "recommend_from_liked"): "use recommend_for_new_user" for model in RATING_MODELS},
+    **{(model, "recommend_from_liked"): "use recommend_for_new_user" for model in RATING_MODELS if model not in I_AUTOREC},
+    **{(model, "recommend_from_liked"): "no new person's stars either: .* use a U-AutoRec model" for model in I_AUTOREC},
+    ("AutoRec ensemble", "recommend_from_liked"): "no new person's stars either: .* one U-AutoRec member",
     ("AutoRec ensemble", "recommend_for_new_user"): "fold a new person in with one U-AutoRec member",
     ("AutoRec ensemble", "user_embeddings"): "take one member's",
     ("AutoRec ensemble", "movie_embeddings"): "take one member's",
