@@ -2,13 +2,16 @@
 calls one of these with that function. A package of its own beside ``autorec_utils``: the grader is not part
 of the lesson, and the training loops it runs to recognise students' mistakes are not the package's loop.
 
-Each check runs the student's function on a small example made up here, compares the result with the package's
-own code (``AutoRec``, ``fit(DenseProblem(...))``, ``best_positions``, ``list_metrics``, ``multinomial_loss``,
-``EASE``) and, when they differ, raises ``AssertionError`` with one sentence that says what is wrong. To find
-that sentence it compares the result with the mistakes students make most (the mask ignored, lambda instead of
-lambda/2, ties broken the other way, ...): each check lists them as a table of (test, sentence) pairs, tried in
-order, the first that holds giving the sentence. A function that is still blank (it returns None or raises
-``NotImplementedError``) gets ``NOT_WRITTEN``. A check that passes prints one line saying what was checked.
+Each check runs the student's function on two small examples made up here (the second never shown), compares the
+result with the grader's own reference (which the tests hold equal to the package's ``AutoRec``,
+``fit(DenseProblem(...))``, ``best_positions``, ``list_metrics``, ``multinomial_loss`` and ``EASE``: a task cell that
+patches the package cannot move it) and, when they differ, raises ``AssertionError`` with one sentence that says what
+is wrong, never a value the function must return. To find that sentence it compares the result with the mistakes
+students make most (the mask ignored, lambda instead of lambda/2, ties broken the other way, ...): each check lists
+them as a table of (test, sentence) pairs, tried in order, the first that holds giving the sentence. A function that
+is still blank (it returns None or raises ``NotImplementedError``) gets ``NOT_WRITTEN``. A check that passes prints
+one line saying what was checked; what the student's function prints or writes to stderr meanwhile is captured
+(``common.call``), and a change it makes to its inputs fails.
 
 One module per assignment, and one for what they share:
 
@@ -18,7 +21,13 @@ One module per assignment, and one for what they share:
 - ``chapter06``: ``check_multinomial_nll``, ``check_ease_weights``
 - ``common``: ``NOT_WRITTEN``, calling the student's function, reading its result, walking a table of diagnoses
 
-The notebooks import every check from here (``from autorec_assignments import check_training_loop``).
+Every check is re-exported here, but a notebook's check cell reloads the chapter's module, so that a task cell that
+replaced a check, or a helper of ``common`` (each chapter module reloads it in turn), changes nothing::
+
+    import importlib
+    import autorec_assignments.chapter03 as checks
+    checks = importlib.reload(checks)  # the checks read anew from their file: a task cell cannot replace them
+    checks.check_training_loop(training_loop)
 
 The examples are tiny and seeded, so a check takes milliseconds and always says the same. The student versions
 in ``assignments/`` are generated from ``solutions/`` (``python assignments/make.py``); nbgrader grades a check
