@@ -10,6 +10,11 @@ redistributing them, and checkpoints get shared). Loading checks every part (key
 finite numbers, a recipe the package knows) and the checksum, so a hand-edited file is refused in one
 line. A model trained on the sparse path (chapter 05) loads back as the sparse predictor.
 
+The checksum guards against accidents (a truncated copy, a stray edit), not against forgery: anyone can
+recompute it. What can be checked beyond it is: a rating model must reproduce, on its training ratings, the
+error its history recorded (a re-signed file with a flipped ``residual`` flag does not). ``weights_only=True``
+means no code runs; trust the rest of a checkpoint as you trust whoever made it.
+
 Every family of models is saved and loaded by the same code: the recipe names its model class and
 ``recipes.FAMILIES`` how its predictor is made, so loading a list model or an ensemble imports its elective
 module (chapters 06-07) then, and this module imports none.
@@ -162,6 +167,7 @@ def load_checkpoint(path: str | Path, data_path: str | Path | None = None, train
         bias.item_ids_, bias.item_bias_ = stored["item_ids"].numpy(), stored["item_bias"].numpy()
     predictor = FAMILIES[recipe.family].make_predictor(model, matrix, bias, recipe)
     history = History(**payload["history"])
+    _check_reproduces_its_history(predictor, train, history, recipe, where)
     return Trained(model, matrix, predictor, recipe, history, payload["seconds"], payload["seed"], payload["split"], bias)
 
 
@@ -209,6 +215,23 @@ def load_or_train(path: str | Path, train: pd.DataFrame, recipe: str | Recipe, s
 
 
 # ---------------------------------------------------------------- checks on load
+
+def _check_reproduces_its_history(predictor, train: pd.DataFrame, history: History, recipe: Recipe, where: str) -> None:
+    """A rating model's RMSE on its training ratings must be close to the one recorded at its best epoch (the fitted
+    and the validation ratings' RMSEs, weighted by the validation share). 0.1 stars of slack: the model now also
+    reads the validation ratings; an edited setting (a flipped residual flag) misses by far more."""
+    if not predictor.rates or not history.records or "train_rmse" not in history.best:
+        return
+    best = history.best
+    recorded = [best["train_rmse"] ** 2] + ([best["val_rmse"] ** 2] if np.isfinite(best.get("val_rmse", np.nan)) else [])
+    share = getattr(recipe, "validation_fraction", 0.0)
+    expected = float(np.sqrt(np.average(recorded, weights=[1 - share, share][: len(recorded)])))
+    now = float(np.sqrt(np.mean((predictor.predict(train.user_id.to_numpy(), train.item_id.to_numpy())
+                                 - train.rating.to_numpy()) ** 2)))
+    if not abs(now - expected) <= 0.1:
+        raise CheckpointError(f"{where} does not predict as it did when it was saved (RMSE {now:.3f} on its training "
+                              f"ratings, {expected:.3f} then): a setting was edited after training. Train it again.")
+
 
 def _checksum(payload: dict) -> str:
     """SHA-256 over every part of the payload but the checksum itself, in a fixed order."""

@@ -103,3 +103,21 @@ def test_a_list_model_round_trips_with_the_same_checks(ml_folder, tmp_path, reci
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="has weights that do not match the stored model configuration"):
         load_checkpoint(path, data_path=ml_folder)
+
+
+@pytest.mark.parametrize("recipe", ["I-AutoRec", "U-AutoRec (residual)"])
+def test_a_re_signed_edit_that_changes_the_predictions_is_refused(ml_folder, tmp_path, recipe):
+    """The checksum can be recomputed (it guards against accidents, not forgery); a rating model must also reproduce
+    the training error its history recorded, which a flipped residual flag does not."""
+    from autorec_utils.checkpoint import _checksum
+
+    train, _ = load_split("u1", ml_folder)
+    path = save_checkpoint(train_autorec(train, recipe, hidden=8, epochs=30, progress=False), tmp_path / "m.pt", "u1")
+    load_checkpoint(path, data_path=ml_folder)  # as saved: loads
+    payload = torch.load(path, weights_only=True)
+    payload["recipe"]["settings"]["residual"] = not payload["recipe"]["settings"]["residual"]
+    payload["checksum"] = _checksum(payload)  # re-signed: the checksum alone no longer sees the edit
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"does not predict as it did when it was saved \(RMSE .* then\): a setting "
+                                              r"was edited after training"):
+        load_checkpoint(path, data_path=ml_folder)
