@@ -7,7 +7,8 @@
 
 They build one nbgrader course in a temporary folder and autograde two submissions per assignment: the student
 version as generated, and that version with the solution code filled in. The checks themselves are tested, fast,
-in tests/test_assignment_checks.py.
+in tests/test_assignment_checks.py; grading a class (every kind of submission, the course kept safe) in
+tests/test_grading.py.
 """
 
 import importlib.util
@@ -81,13 +82,15 @@ def test_student_version_fails_exactly_at_its_checks(course, assignment):
             assert error["ename"] == "AssertionError" and NOT_WRITTEN in error["evalue"], (
                 f"cell {index} of the student version fails for another reason: {error['ename']}: {error['evalue']}")
     assert graded and failed == graded, f"graded cells {graded}, failing cells {failed}"
-    assert scores[("as-generated", assignment)][0] == 0
+    assert scores[("as-generated", assignment)].score == 0
 
 
 @pytest.mark.parametrize("assignment", make.ASSIGNMENTS)
 def test_solution_code_gets_full_marks(course, assignment):
     root, scores = course
-    score, max_score = scores[("solved", assignment)]
+    result = scores[("solved", assignment)]
+    assert not result.reason and not result.warnings, (result.reason, result.warnings)
+    score, max_score = result.score, result.max_score
     ran = json.loads((root / "autograded" / "solved" / assignment / f"{assignment}.ipynb").read_text())
     errors = [f"{output['ename']}: {output['evalue']}" for cell in ran["cells"] for output in cell.get("outputs", [])
               if output["output_type"] == "error"]
