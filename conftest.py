@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOK_RUNNERS = {"test_notebook_parameters.py", "test_jupyterlab.py", "test_assignments.py"}
+NOTEBOOK_RUNNERS = {"test_notebook_parameters.py", "test_jupyterlab.py", "test_assignments.py", "test_book.py"}
 
 
 def pytest_configure(config):
