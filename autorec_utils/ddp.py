@@ -31,9 +31,11 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -53,8 +55,8 @@ from .sparse import SparseProblem, SparseRatingMatrix, csr_rows
 from .train import DenseProblem, Trained, autorec_problem, autorec_setup, fit, predictor_for
 
 __all__ = [  # what chapter 05b, the command line and users call
-    "COMM_HOOKS", "TIMEOUT", "DistributedProblem", "Shard", "agree", "close", "exit_worker", "init", "say",
-    "shard_problem", "shard_rows", "train_distributed",
+    "COMM_HOOKS", "TIMEOUT", "DistributedProblem", "Shard", "agree", "c_stderr_silenced", "close", "exit_worker",
+    "first_line", "init", "lost_peer", "say", "shard_problem", "shard_rows", "train_distributed",
 ]
 
 TIMEOUT = 30  # seconds a process waits in a collective for the others: a dead or stuck peer ends the run
@@ -91,6 +93,35 @@ def exit_worker(code: int = 0) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+# ---------------------------------------------------------------- when a process cannot go on: the one line it says
+
+def lost_peer(error: RuntimeError) -> bool:
+    """Whether ``error`` comes from a collective that lost its peers (gloo raises plain RuntimeErrors)."""
+    return isinstance(error, dist.DistError) or bool(re.search(
+        r"gloo|nccl|connection (closed|reset|refused)|closed by peer|broken pipe|timed? ?out", str(error), re.IGNORECASE))
+
+
+@contextmanager
+def c_stderr_silenced() -> Iterator[None]:
+    """Nothing written to file descriptor 2 (where C++ logs go) while the block runs."""
+    sys.stderr.flush()
+    saved, nothing = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nothing, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(nothing)
+
+
+def first_line(error: BaseException) -> str:
+    """The error's kind and first sentence, without the C++ source location gloo puts first."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(error).strip())
+    text = re.split(r"(?<=\.)\s", text.splitlines()[0] if text else "", maxsplit=1)[0]
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 # ---------------------------------------------------------------- 2. deal out the rows

@@ -4,17 +4,22 @@ two real processes on 127.0.0.1 with gloo.
 One DDP step with batch b in each process is one single-process step with batch 2b, on the dense and the
 sparse path; training leaves the same weights in both processes and matches the single process, for a deep
 (L-BFGS, full-batch) recipe too; the command line trains a checkpoint that one process loads and reads --variant
-as python -m autorec_utils does; bad input ends before training in one line with exit 2, and a killed process
-ends the run within a bounded time with nothing saved.
+as python -m autorec_utils does; bad input ends before training in one line with exit 2 (on every machine of the
+run), a busy rendezvous port in one line that says so, a killed process ends the run within a bounded time with
+nothing saved, and Ctrl-C or SIGTERM ends every process within seconds in one line, without a traceback.
 """
 
 import json
 import os
+import queue
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -330,6 +335,117 @@ def test_a_killed_process_ends_the_run_soon_and_nothing_is_saved(ml_folder, tmp_
     assert list(checkpoint.parent.iterdir()) == []  # no checkpoint, no half-written temporary file
 
 
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def read_lines(stream) -> queue.Queue:
+    """The lines of ``stream`` as they come (None at its end), read by a thread, so that a test waits with a deadline."""
+    lines: queue.Queue = queue.Queue()
+
+    def read():
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def rest(lines: queue.Queue, timeout: float) -> list[str]:
+    """The lines still to come, up to the stream's end (within ``timeout`` seconds)."""
+    found, deadline = [], time.monotonic() + timeout
+    while (line := lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+        found.append(line)
+    return found
+
+
+INTERRUPTED = {"ctrl-c": "error: interrupted (SIGINT); nothing was saved.",
+               "sigterm": "error: interrupted (SIGTERM); nothing was saved.",
+               "ctrl-c-to-a-process": "error: process 1 (pid {pid}) was interrupted (SIGINT); the run was stopped and "
+                                      "nothing was saved."}
+
+
+@pytest.mark.parametrize("how", INTERRUPTED)
+def test_ctrl_c_or_sigterm_ends_every_process_within_seconds_in_one_line(ml_folder, tmp_path, how):
+    """Ctrl-C at the terminal (SIGINT to the launcher and its processes), SIGTERM to the launcher (torchrun passes it
+    on), or Ctrl-C to one process: every process gone within 10 s, exit 128 + the signal, no checkpoint, and stderr
+    holds the two processes' notes and one line, no traceback."""
+    checkpoint = tmp_path / "out" / "model.pt"
+    checkpoint.parent.mkdir()
+    run = start(["-m", "autorec_utils.distributed", "--nproc-per-node", "2", "--data-dir", str(ml_folder.parent.parent),
+                 "--split", "u1", "--epochs", "1000000", "--patience", "1000000", "--checkpoint", str(checkpoint)])
+    lines, seen, pids = read_lines(run.stderr), [], {}
+    deadline = time.monotonic() + 180  # a busy machine: importing torch alone may take seconds per process
+    while len(pids) < 2:  # each process says who it is just before it trains
+        line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        assert line is not None, "".join(seen)
+        seen.append(line)
+        if found := re.match(r"process (\d)/2 \(pid (\d+),", line):
+            pids[int(found[1])] = int(found[2])
+    signalled = time.monotonic()
+    if how == "ctrl-c":
+        os.killpg(run.pid, signal.SIGINT)  # what the terminal does: the launcher and its processes
+    elif how == "sigterm":
+        os.kill(run.pid, signal.SIGTERM)  # the launcher alone
+    else:
+        os.kill(pids[1], signal.SIGINT)
+    code = run.wait(timeout=60)
+    while any(running(pid) for pid in pids.values()) and time.monotonic() - signalled < 60:
+        time.sleep(0.05)
+    took = time.monotonic() - signalled
+    stderr = "".join(seen + rest(lines, 60))
+    assert took < 10, f"{took:.1f} s"
+    assert not any(running(pid) for pid in pids.values())
+    assert code == 128 + (signal.SIGTERM if how == "sigterm" else signal.SIGINT), stderr
+    assert list(checkpoint.parent.iterdir()) == []  # no checkpoint, no half-written temporary file
+    assert "Traceback" not in stderr and len(stderr.splitlines()) <= 3, stderr
+    assert stderr.splitlines()[-1] == INTERRUPTED[how].format(pid=pids[1]), stderr
+    assert run.stdout.read() == ""
+
+
+def test_a_busy_rendezvous_port_is_named_in_one_line(ml_folder):
+    """Machine 0 hosts the rendezvous at --rdzv-endpoint: another program holding the port is found before anything
+    starts, and said so, with the way out."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        code, out, err = finish(start(["-m", "autorec_utils.distributed", "--nnodes", "1", "--rdzv-endpoint", f"127.0.0.1:{port}",
+                                       "--data-dir", str(ml_folder.parent.parent), "--split", "u1"]), 120)
+    assert (code, out) == (2, ""), err
+    assert err == (f"error: port {port} on 127.0.0.1 is busy (another program holds it): pick another with --rdzv-endpoint "
+                   "127.0.0.1:OTHER_PORT, the same on every machine.\n")
+
+
+def test_two_machines_given_other_data_both_say_why(ml_folder, tmp_path):
+    """Each machine's terminal shows why the run ended: its first process says it, not only rank 0's machine."""
+    data = [ml_folder.parent.parent, tmp_path / "other"]
+    shutil.copytree(data[0], data[1])
+    base = data[1] / "raw" / "ml-100k" / "u1.base"
+    first, others = base.read_text().split("\n", 1)
+    user, item, stars, when = first.split("\t")
+    base.write_text("\t".join([user, item, "4" if stars == "3" else str(6 - int(stars)), when]) + "\n" + others)  # one rating
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [start(["-m", "autorec_utils.distributed", "--nnodes", "2", "--node-rank", str(rank), "--rdzv-endpoint", endpoint,
+                    "--data-dir", str(data[rank]), "--split", "u1", "--quiet"]) for rank in (0, 1)]
+    results = [finish(node, 180) for node in nodes]
+    for code, out, err in results:
+        assert (code, out) == (2, "") and err.count("\n") == 1, err
+        assert err.startswith("error: process 1 was given other data or settings than process 0 (fingerprint "), err
+        assert "check --split, --data-dir and the data files on every machine" in err
+
+
 def test_an_unreachable_rendezvous_ends_in_one_line_with_exit_2(ml_folder):
     """Both ways in: the launcher waiting for machine 0, and a process started by hand (env://)."""
     closed = free_port()  # nothing listens there
@@ -363,6 +479,64 @@ def test_the_launcher_ends_as_its_processes_end(monkeypatch, capsys):
     with pytest.raises(SystemExit) as stopped:  # a bad option: found before anything starts, as argparse does
         distributed.launch(["--nproc-per-node", "2", "--batch-size", "0"])
     assert stopped.value.code == 2 and "argument --batch-size: 0 is not positive" in capsys.readouterr().err
+
+
+def test_the_launcher_names_the_process_that_failed_first_or_the_interrupt(monkeypatch, capsys):
+    """torchrun stops the other processes with SIGTERM and dates failures to the second: the cause is the process that
+    was killed, interrupted or said why, not one it stopped; a signal to the launcher is said as such."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    def raising(error):
+        def run(args):
+            raise error
+        return run
+
+    def failed(codes):
+        return ChildFailedError("autorec_utils.distributed", {rank: ProcessFailure(rank, 4200 + rank, code, "<N/A>")
+                                                              for rank, code in codes.items()})
+
+    stopped = 128 + signal.SIGTERM
+    cases = [(failed({0: stopped, 1: 128 + signal.SIGINT}), 130,
+              "error: process 1 (pid 4201) was interrupted (SIGINT); the run was stopped and nothing was saved.\n"),
+             (failed({0: stopped, 1: -signal.SIGKILL}), 1,
+              "error: process 1 (pid 4201) died (SIGKILL); the run was stopped and nothing was saved.\n"),
+             (failed({0: stopped, 1: 2}), 2, ""),  # process 1 said why
+             (failed({0: stopped, 1: stopped}), stopped,
+              "error: one of the processes was interrupted (SIGTERM); the run was stopped and nothing was saved.\n"),
+             (SignalException("Process 1 got signal: 15", sigval=signal.SIGTERM), stopped,
+              "error: interrupted (SIGTERM); nothing was saved.\n"),
+             (KeyboardInterrupt(), 130, "error: interrupted (SIGINT); nothing was saved.\n")]
+    for error, code, said in cases:
+        monkeypatch.setattr(torchrun, "run", raising(error))
+        assert distributed.launch(["--nproc-per-node", "2"]) == code, error
+        assert capsys.readouterr().err == said
+    port = free_port()  # free when the launcher looks, taken when torchrun listens
+    monkeypatch.setattr(torchrun, "run", raising(RuntimeError("The server socket has failed to listen on any local network "
+                                                              "address. port: 29400, useIpv6: false, code: -98")))
+    assert distributed.launch(["--rdzv-endpoint", f"127.0.0.1:{port}"]) == 2
+    assert capsys.readouterr().err == (f"error: port {port} on 127.0.0.1 is busy (another program holds it): pick another "
+                                       f"with --rdzv-endpoint 127.0.0.1:OTHER_PORT, the same on every machine.\n")
+    assert distributed.LAUNCHED not in os.environ  # what launch sets for its processes is undone
+
+
+def test_a_signal_while_rank_0_saves_leaves_no_file(monkeypatch, tmp_path, capsys):
+    """Ctrl-C while the checkpoint is written: the half-written file is removed, and the process ends with 130."""
+    from types import SimpleNamespace
+
+    def save(trained, path, split):
+        path.with_name(".model.pt.part").write_text("half")  # as written_atomically would, then removes
+        try:
+            distributed._on_signal(signal.SIGINT)  # as the signal would arrive
+        finally:
+            path.with_name(".model.pt.part").unlink()
+
+    monkeypatch.setattr(distributed, "save_checkpoint", save)
+    args = SimpleNamespace(split="u1", recipe="I-AutoRec")
+    assert distributed._save(SimpleNamespace(split=None), [], tmp_path / "model.pt", args) == 128 + signal.SIGINT
+    assert list(tmp_path.iterdir()) == [] and distributed._SAVING == [False]
+    assert capsys.readouterr().err == "error: interrupted (SIGINT); nothing was saved.\n"
 
 
 def test_a_process_of_a_run_ends_with_its_status_and_all_its_output():
