@@ -48,6 +48,7 @@ browser = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
 
 
 def load_extension():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))  # as Sphinx does for the book's local extensions
     spec = importlib.util.spec_from_file_location("autorec_book", ROOT / "book" / "_ext" / "autorec_book.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -82,6 +83,20 @@ def test_every_module_of_the_package_is_in_the_api_reference():
     assert modules == set(re.findall(r"automodule:: autorec_utils\.(\w+)", api))
 
 
+def test_each_core_chapter_carries_its_slide_marks():
+    """The cells a core chapter shows as slides are marked by one rule (book/_ext/notebook_setup.py): the title and
+    every section heading, each equation, every figure; the rest skipped. A chapter edited since: run
+    python book/_ext/notebook_setup.py --slides-only."""
+    load_extension()
+    import nbformat
+    import notebook_setup
+
+    for name in notebook_setup.SLIDE_CHAPTERS:
+        notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        marks = [cell.metadata.get("slideshow", {}).get("slide_type") for cell in notebook.cells]
+        assert marks == [notebook_setup.slide_type(cell) for cell in notebook.cells], name
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The README's command, run into a scratch folder: exit 0, no warning, the pages written."""
@@ -98,6 +113,16 @@ def site(tmp_path_factory):
     missing = [page for page in PAGES if not (html / page).is_file()]
     assert not missing
     return html
+
+
+def test_each_core_chapter_is_also_a_slide_deck_with_its_figures(site):
+    load_extension()
+    import notebook_setup
+
+    for name in notebook_setup.SLIDE_CHAPTERS:
+        deck = (site / "slides" / f"{name}.slides.html").read_text()
+        slides = deck.count("<section")
+        assert slides >= 8 and "data:image/png;base64" in deck and "reveal" in deck.lower(), (name, slides)
 
 
 def test_the_book_has_a_page_per_chapter_and_no_launch_badge(site):

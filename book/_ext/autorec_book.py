@@ -6,7 +6,9 @@
    no network. Without one, the pages load MathJax 3 from its CDN (Sphinx's default), and a note says so.
 2. **Launch badges from one setting.** The Colab and Binder badges (and the repository button) appear on the
    chapter pages only when ``repository.url`` is set in book/_config.yml; while it is empty, none is made.
-3. **Mermaid offline, where it can be.** With npm's ``mermaid`` under book/_vendor (``npm install --prefix
+3. **Slides.** Each core chapter (00-04) also becomes a reveal.js deck in the site's ``slides/`` folder, made by
+   nbconvert from the cells the chapter marks as slides (book/_ext/notebook_setup.py writes the marks).
+4. **Mermaid offline, where it can be.** With npm's ``mermaid`` under book/_vendor (``npm install --prefix
    book/_vendor mermaid@11``) the diagrams are drawn from a copy in the site; otherwise from its CDN.
 """
 
@@ -16,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+from notebook_setup import SLIDE_CHAPTERS  # beside this file: the chapters that become decks, and their marks
 from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.util import logging
@@ -62,6 +65,21 @@ def configure(app: Sphinx, config: Config) -> None:
         config.mermaid_use_local = "mermaid/mermaid.esm.min.mjs"
 
 
+def build_slides(app: Sphinx, exception: Exception | None) -> None:
+    """The core chapters as slide decks, from their stored outputs (nbconvert's reveal.js exporter; the figures are
+    embedded in each page, reveal.js itself loads from its CDN)."""
+    if exception is not None or app.builder.format != "html":
+        return
+    from nbconvert import SlidesExporter
+
+    exporter = SlidesExporter(exclude_input_prompt=True, exclude_output_prompt=True)
+    folder = Path(app.outdir) / "slides"
+    folder.mkdir(parents=True, exist_ok=True)
+    for chapter in SLIDE_CHAPTERS:
+        body, _ = exporter.from_filename(str(BOOK.parent / "notebooks" / f"{chapter}.ipynb"))
+        (folder / f"{chapter}.slides.html").write_text(body, encoding="utf-8")
+
+
 def copy_assets(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
@@ -85,4 +103,5 @@ def copy_assets(app: Sphinx, exception: Exception | None) -> None:
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", configure, priority=900)  # after JB1 and MyST have set theirs
     app.connect("build-finished", copy_assets)
+    app.connect("build-finished", build_slides)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
