@@ -139,7 +139,7 @@ def restart_and_run_all(driver):
     """Kernel > Restart Kernel and Clear Outputs, then Run > Run All Cells: every output comes from this run."""
     menu(driver, "Kernel", "kernelmenu:restart-and-clear")
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog .jp-mod-accept"), 10, "the restart dialog")[0].click()
-    wait_for(lambda: all(p in ("[ ]:", "") for p in prompts(driver)), 30, "the outputs to clear")
+    wait_for(lambda: all(p in ("[ ]:", "") for p in prompts(driver)), 120, "the outputs to clear")
     menu(driver, "Run", "runmenu:run-all")
 
 
