@@ -5,14 +5,21 @@ tests, the assignment checks) carries the ``notebooks`` marker, so ``pytest -m "
 quick check after a change and plain ``pytest`` the full one.
 """
 
+import os
 from pathlib import Path
 
 import pytest
 
-NOTEBOOK_RUNNERS = {"test_notebook_parameters.py", "test_jupyterlab.py", "test_assignments.py", "test_book.py"}
+NOTEBOOK_RUNNERS = {"test_notebook_parameters.py", "test_jupyterlab.py", "test_assignments.py", "test_book.py",
+                    "test_anywhere.py"}
 
 
 def pytest_configure(config):
+    if getattr(config.option, "numprocesses", None):
+        # Two workers on two cores: each worker and each kernel it starts computes on one thread, rather than
+        # four threads contending for two cores.
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
     # nbval collects the notebooks in testpaths; it compares outputs only in cells tagged nbval-check-output
     # (--nbval-lax), runs them in this environment's kernel, and gives a cell up to 15 minutes.
     if config.pluginmanager.hasplugin("nbval") and not config.option.nbval:
@@ -24,5 +31,20 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if Path(str(item.path)).suffix == ".ipynb" or Path(str(item.path)).name in NOTEBOOK_RUNNERS:
+        path = Path(str(item.path))
+        if path.suffix == ".ipynb" or path.name in NOTEBOOK_RUNNERS:
             item.add_marker(pytest.mark.notebooks)
+        # pytest-xdist (two workers, --dist loadgroup in pyproject.toml) keeps a group on one worker, in order: the
+        # notebooks run one after another in their folder's order (chapter 04 loads 03's models), and a file's tests
+        # that share a module fixture (one JupyterLab server, one build of the book, one grading run) share a worker,
+        # so it is made once. Every other test goes to whichever worker is free.
+        if path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.xdist_group(path.parent.name))
+        elif shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(path.stem))
+
+
+def shares_a_module_fixture(item) -> bool:
+    fixtures = getattr(item, "_fixtureinfo", None)
+    return fixtures is not None and any(definitions[-1].scope == "module"
+                                        for definitions in fixtures.name2fixturedefs.values())

@@ -97,6 +97,21 @@ def test_each_core_chapter_carries_its_slide_marks():
         assert marks == [notebook_setup.slide_type(cell) for cell in notebook.cells], name
 
 
+def test_every_chapter_starts_with_the_setup_cell():
+    """The first code cell of every chapter is book/_ext/notebook_setup.py's SETUP_CELL, word for word, and in a
+    clone (the package installed) it prints nothing. A chapter without it, or with an old copy: run
+    python book/_ext/notebook_setup.py, then re-run the chapter."""
+    load_extension()
+    import nbformat
+    import notebook_setup
+
+    for name in NOTEBOOKS:
+        notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
+        assert first_code.source == notebook_setup.SETUP_CELL, name
+        assert first_code.outputs == [], (name, first_code.outputs)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The README's command, run into a scratch folder: exit 0, no warning, the pages written."""

@@ -6,9 +6,9 @@ runs every cell from the menus, and checks that no cell wrote to stderr (no trac
 as raw text, and that chapter 04's user picker renders as controls whose list changes with the user.
 Skipped, with the reason, when no browser is installed (``apt-get install chromium chromium-driver``).
 
-What is checked here is what JupyterLab shows, not the training again: nbval runs every notebook's defaults,
-so the chapters that train for long (03, 05, 06) run here with their first set of other parameters
-(tests/notebook_parameters.py, injected as papermill would, with a scratch data folder).
+What is checked here is what JupyterLab shows, not the training again: nbval runs every notebook's defaults, so
+every chapter runs here with its first set of other parameters (tests/notebook_parameters.py, injected as papermill
+would, with a scratch data folder) -- the set papermill then leaves to this test (tests/test_notebook_parameters.py).
 """
 
 import json
@@ -37,7 +37,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-LIGHT = {"03_masked_training", "05_scaling_up", "06_top_n_autoencoders"}  # their defaults train for 30 s or more
 SECONDS_PER_NOTEBOOK = 300
 SETTINGS = {  # a fresh user-settings folder: every cell in the page, no autosave, no news pop-up
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
@@ -54,15 +53,12 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, scratch_data):
-    """A JupyterLab server over a copy of the notebooks (the slow ones with lighter parameters); stopped,
+    """A JupyterLab server over a copy of the notebooks, each with its first set of other parameters; stopped,
     with its kernels, at the end."""
     folder = tmp_path_factory.mktemp("lab")
     for name in NOTEBOOKS:
-        if Path(name).stem in LIGHT:
-            parameters = {"DATA_DIR": str(scratch_data), **PARAMETER_SETS[Path(name).stem][0]}
-            nbformat.write(parameterize_notebook(load_notebook_node(str(ROOT / "notebooks" / name)), parameters), folder / name)
-        else:
-            shutil.copy(ROOT / "notebooks" / name, folder / name)
+        parameters = {"DATA_DIR": str(scratch_data), **PARAMETER_SETS[Path(name).stem][0]}
+        nbformat.write(parameterize_notebook(load_notebook_node(str(ROOT / "notebooks" / name)), parameters), folder / name)
     settings = tmp_path_factory.mktemp("settings")
     for name, values in SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)

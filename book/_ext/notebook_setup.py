@@ -6,8 +6,8 @@
 **The setup cell** makes a notebook start anywhere. Where ``autorec_utils`` is importable (a clone with
 ``pip install -e .``) it does nothing. Elsewhere (Colab, a JupyterHub, a notebook copied on its own) it installs the
 package with ``%pip`` from ``AUTOREC_PACKAGE_SOURCE`` (a wheel, a folder or a git URL) or, when that is unset, from
-``PACKAGE_SOURCE`` below: the repository's address, the one place to write it once it has a public one. While both
-are empty the cell says what to set, in one line. tests/test_book.py holds every notebook to this template.
+``PACKAGE_SOURCE``: ``git+`` the repository's address, read from ``repository.url`` in book/_config.yml (the one
+place to write it, which also turns on the book's launch badges). While both are empty the cell says what to set. tests/test_book.py holds every notebook to this template.
 
 **The slides** (chapters 00-04; the book command builds them with nbconvert's reveal.js exporter): the title and
 every section heading, each equation, and every figure -- the idea, the math, the key plot; everything else is
@@ -20,9 +20,13 @@ import sys
 from pathlib import Path
 
 import nbformat
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE_SOURCE = ""  # e.g. "git+https://github.com/OWNER/autorec-tutorial" once the repository is public
+# The repository's address is written once, as repository.url in book/_config.yml: it turns on the book's launch
+# badges and is where a setup cell installs the package from (after editing it, run this script again).
+REPOSITORY_URL = (yaml.safe_load((ROOT / "book" / "_config.yml").read_text()).get("repository") or {}).get("url") or ""
+PACKAGE_SOURCE = f"git+{REPOSITORY_URL}" if REPOSITORY_URL else ""
 SLIDE_CHAPTERS = ("00_quickstart", "01_data_loading", "02_autorec_model", "03_masked_training", "04_recommendations")
 
 SETUP_CELL = f'''# Setup: nothing to do where autorec_utils is installed (a clone, after pip install -e .). Elsewhere -- Colab,
