@@ -34,17 +34,3 @@ def pytest_collection_modifyitems(items):
         path = Path(str(item.path))
         if path.suffix == ".ipynb" or path.name in NOTEBOOK_RUNNERS:
             item.add_marker(pytest.mark.notebooks)
-        # pytest-xdist (two workers, --dist loadgroup in pyproject.toml) keeps a group on one worker, in order: the
-        # notebooks run one after another in their folder's order (chapter 04 loads 03's models), and a file's tests
-        # that share a module fixture (one JupyterLab server, one build of the book, one grading run) share a worker,
-        # so it is made once. Every other test goes to whichever worker is free.
-        if path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.xdist_group(path.parent.name))
-        elif shares_a_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(path.stem))
-
-
-def shares_a_module_fixture(item) -> bool:
-    fixtures = getattr(item, "_fixtureinfo", None)
-    return fixtures is not None and any(definitions[-1].scope == "module"
-                                        for definitions in fixtures.name2fixturedefs.values())

@@ -47,9 +47,14 @@ def bare_environment(tmp_path_factory) -> Path:
 
 
 def test_notebook_00_copied_alone_installs_the_package_and_runs(bare_environment, tmp_path, scratch_data):
-    wheels = tmp_path / "wheels"
+    source, wheels = tmp_path / "source", tmp_path / "wheels"  # a copy: building in the repository would leave build/
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    for package in ("autorec_utils", "autorec_assignments"):
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     run([str(bare_environment / "bin" / "python"), "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(wheels), str(ROOT)], timeout=600)
+         str(wheels), str(source)], timeout=600)
     (wheel,) = wheels.glob("autorec*.whl")
 
     folder = tmp_path / "copied"

@@ -1,26 +1,28 @@
-"""The exercises of every assignment run where they are: they name only what the assignment defines or imports.
+"""The exercises of every assignment work where they are: they name only what the assignment defines or imports.
 
 For each student version in assignments/ (made by assignments/make.py), the test fills the task cells with the
 solution's code (``make.fill_tasks``) and every exercise code cell with the solution's answer (matched by grade id),
-puts one cell before the first exercise that looks up every name the exercise prompts use in their ``code`` (a
-function they call, a name they read an attribute or an item of, a setting in capitals), and runs the whole
-notebook in one kernel with errors allowed. No cell may raise a ``NameError``: neither an answer, nor that look-up
-(a prompt that says "set ``PATIENCE = 3``" or "call ``similar_movies``" where the assignment has no such name).
-
-Each assignment runs once, top to bottom (chapter 03's and 06's exercises train models: a few minutes in all);
-it carries the ``notebooks`` marker, so ``pytest -m "not notebooks"`` leaves it out.
+then reads the notebook's code without running it (the solutions' own run, under nbval, shows that the code runs):
+no cell may use a name that no cell defines or imports (ruff's undefined-name rule, F821, over the whole notebook),
+and every name the exercise prompts use in their ``code`` (a function they call, a name they read an attribute or an
+item of, a setting in capitals) must be one the notebook binds at the top level of a cell. A prompt that says "set
+``PATIENCE = 3``" or "call ``similar_movies``" where the assignment has no such name fails, and so does an answer
+that uses a name only the solution's hidden cells defined.
 """
 
+import ast
+import builtins
 import copy
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.notebooks  # executes notebooks: not in the quick tier (conftest.py)
 
 
 def _make():
@@ -70,20 +72,8 @@ def names_in_prompts(prompts: list[str]) -> set[str]:
     return names - assigned
 
 
-def _look_up_cell(names: set[str]) -> dict:
-    source = (
-        "import builtins as _builtins\n"
-        f"_missing = sorted(name for name in {sorted(names)!r} if name not in globals() and not hasattr(_builtins, name))\n"
-        "if _missing:\n"
-        "    raise NameError(f\"the exercises name {', '.join(_missing)}: the assignment neither defines nor imports it\")\n"
-    )
-    return {"cell_type": "code", "execution_count": None, "id": "exercise-names", "metadata": {}, "outputs": [],
-            "source": source}
-
-
 def answered(student: dict, solution: dict) -> dict:
-    """The student version with the solution's tasks and exercise answers in its blanks, and the look-up of the
-    prompts' names before the first exercise."""
+    """The student version with the solution's tasks and exercise answers in its blanks."""
     notebook = make.fill_tasks(student, solution)
     answers = {_grade_id(cell): cell["source"] for cell in solution["cells"]
                if cell["cell_type"] == "code" and _grade_id(cell).startswith("exercise_")}
@@ -91,10 +81,58 @@ def answered(student: dict, solution: dict) -> dict:
     assert blanks and sorted(_grade_id(cell) for cell in blanks) == sorted(answers), "the exercises differ from the solution's"
     for cell in blanks:
         cell["source"] = copy.deepcopy(answers[_grade_id(cell)])
-    first = next(index for index, cell in enumerate(notebook["cells"])
-                 if cell["cell_type"] == "markdown" and _source(cell).startswith("### 1."))
-    notebook["cells"].insert(first, _look_up_cell(names_in_prompts(exercise_prompts(notebook))))
     return notebook
+
+
+class _TopLevelNames(ast.NodeVisitor):
+    """The names a cell binds where the next cells can read them: assigned, imported, defined, a loop's or a with's
+    target -- not the names inside a function, a class or a comprehension."""
+
+    def __init__(self):
+        self.names: set[str] = set()
+
+    def visit_Name(self, node):
+        if isinstance(node.ctx, ast.Store):
+            self.names.add(node.id)
+
+    def visit_Import(self, node):
+        self.names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+
+    def visit_FunctionDef(self, node):
+        self.names.add(node.name)
+
+    visit_ImportFrom = visit_Import
+    visit_AsyncFunctionDef = visit_ClassDef = visit_FunctionDef
+
+    def visit_Lambda(self, node):
+        pass
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_Lambda
+
+
+def bound_names(notebook: dict) -> set[str]:
+    from IPython.core.inputtransformer2 import TransformerManager  # %magics and !commands, as the kernel reads them
+
+    visitor = _TopLevelNames()
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            visitor.visit(ast.parse(TransformerManager().transform_cell(_source(cell))))
+    return visitor.names
+
+
+def undefined_names(notebook: dict, folder: Path) -> list[str]:
+    """ruff's undefined names (F821) in the notebook's code, one line each."""
+    path = folder / "answered.ipynb"
+    path.write_text(json.dumps(notebook))
+    found = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", "--select", "F821",
+                            "--output-format", "concise", str(path)], capture_output=True, text=True)
+    assert found.returncode in (0, 1), found.stderr
+    return [line for line in found.stdout.splitlines() if "F821" in line]
+
+
+def missing_names(notebook: dict) -> set[str]:
+    """The names the exercise prompts use that the notebook never binds (nor Python has built in)."""
+    return names_in_prompts(exercise_prompts(notebook)) - bound_names(notebook) - set(dir(builtins))
 
 
 def _read(path: Path) -> dict:
@@ -110,20 +148,23 @@ def test_the_look_up_finds_the_names_of_the_prompts():
 
 
 @pytest.mark.parametrize("assignment", make.ASSIGNMENTS)
-def test_exercises_name_only_what_the_assignment_has(assignment):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    student = _read(ROOT / "assignments" / f"{assignment}.ipynb")
-    solution = _read(ROOT / "solutions" / f"{assignment}.ipynb")
-    notebook = nbformat.reads(json.dumps(answered(student, solution)), as_version=4)  # sources as strings
-    # up to 30 minutes a cell: chapter 06's exercise 2 trains four list models, slow on a shared 2-core CPU
-    client = nbclient.NotebookClient(notebook, timeout=1800, kernel_name="python3", allow_errors=True,
-                                     resources={"metadata": {"path": str(ROOT / "assignments")}})
-    client.execute()
-    failures = []
-    for index, cell in enumerate(notebook.cells):
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error" and output.get("ename") == "NameError":
-                where = _grade_id(cell) or cell.get("id", "")
-                failures.append(f"cell {index} ({where}): NameError: {output['evalue']}")
-    assert not failures, f"assignments/{assignment}.ipynb:\n" + "\n".join(failures)
+def test_exercises_name_only_what_the_assignment_has(assignment, tmp_path):
+    notebook = answered(_read(ROOT / "assignments" / f"{assignment}.ipynb"), _read(ROOT / "solutions" / f"{assignment}.ipynb"))
+    assert not undefined_names(notebook, tmp_path), f"assignments/{assignment}.ipynb uses names nothing defines"
+    assert not missing_names(notebook), f"the exercises of assignments/{assignment}.ipynb name what it does not have"
+
+
+def test_the_check_fails_where_a_name_is_missing(tmp_path):
+    """Proof the check can fail: the filled 03 assignment without its first import cell, and a prompt that asks for a
+    setting nobody defines."""
+    assignment = "03_masked_training"
+    notebook = answered(_read(ROOT / "assignments" / f"{assignment}.ipynb"), _read(ROOT / "solutions" / f"{assignment}.ipynb"))
+    without_imports = copy.deepcopy(notebook)
+    first_import = next(index for index, cell in enumerate(without_imports["cells"])
+                        if cell["cell_type"] == "code" and re.search(r"^(from|import) ", _source(cell), re.M))
+    del without_imports["cells"][first_import]
+    assert undefined_names(without_imports, tmp_path)
+    asks_more = copy.deepcopy(notebook)
+    prompt = next(cell for cell in asks_more["cells"] if cell["cell_type"] == "markdown" and _source(cell).startswith("### 1."))
+    prompt["source"] = _source(prompt) + "\nThen set `NO_SUCH_SETTING = 3` and call `no_such_function(model)`."
+    assert missing_names(asks_more) == {"NO_SUCH_SETTING", "no_such_function"}

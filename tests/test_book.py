@@ -98,8 +98,8 @@ def test_each_core_chapter_carries_its_slide_marks():
 
 
 def test_every_chapter_starts_with_the_setup_cell():
-    """The first code cell of every chapter is book/_ext/notebook_setup.py's SETUP_CELL, word for word, and in a
-    clone (the package installed) it prints nothing. A chapter without it, or with an old copy: run
+    """The first code cell of every chapter is book/_ext/notebook_setup.py's SETUP_CELL, word for word, left out of
+    the book's pages, and in a clone (the package installed) it prints nothing. A chapter without it, or with an old copy: run
     python book/_ext/notebook_setup.py, then re-run the chapter."""
     load_extension()
     import nbformat
@@ -109,6 +109,7 @@ def test_every_chapter_starts_with_the_setup_cell():
         notebook = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
         first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
         assert first_code.source == notebook_setup.SETUP_CELL, name
+        assert first_code.metadata.get("tags") == ["remove-cell"], name  # the book's page leaves it out
         assert first_code.outputs == [], (name, first_code.outputs)
 
 
@@ -144,6 +145,7 @@ def test_the_book_has_a_page_per_chapter_and_no_launch_badge(site):
     assert len(NOTEBOOKS) == 9 and all((site / "notebooks" / f"{name}.html").is_file() for name in NOTEBOOKS)
     text = "".join(p.read_text() for p in site.rglob("*.html"))
     assert "colab.research.google.com" not in text and "mybinder.org" not in text  # repository.url is unset
+    assert "nothing to do where autorec_utils" not in text  # the setup cell is for running a chapter, not reading it
     assert (site / "_static" / "mathjax" / "MathJax.js").is_file() or not load_extension().local_mathjax()
 
 

@@ -70,6 +70,7 @@ def stamp(path: Path, setup_cell: bool = True) -> bool:
             setup = nbformat.v4.new_code_cell(id=f"setup-{path.stem.split('_')[0]}")
             cells.insert(first_code, setup)
         setup.source = SETUP_CELL
+        setup.metadata["tags"] = ["remove-cell"]  # the book's pages leave it out: a reader of the site installs nothing
     if path.stem in SLIDE_CHAPTERS:
         for cell in cells:
             cell.metadata["slideshow"] = {"slide_type": slide_type(cell)}
