@@ -234,6 +234,10 @@ def test_every_page_renders_offline(site, served, chromium, page):
     chromium.get(served + page)
     assert chromium.execute_async_script(TYPESET) in ("typeset", "no math")
     state = chromium.execute_script(PAGE_STATE)
+    deadline = time.monotonic() + 120  # a loaded machine may still be typesetting: wait on what the page shows
+    while state["untypeset"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = chromium.execute_script(PAGE_STATE)
     assert not state["broken_images"], state["broken_images"]
     assert not [raw for raw in RAW_TEX if raw in state["text"]], "raw TeX in the visible text"
     assert not state["untypeset"] and not state["errors"]
