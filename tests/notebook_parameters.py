@@ -1,5 +1,6 @@
 """Other parameter values for every notebook, as a student might set them: papermill injects each set
-(tests/test_notebook_parameters.py), and the JupyterLab test runs the slow chapters with the first set.
+(tests/test_notebook_parameters.py), and the JupyterLab test runs every chapter with its first set
+(tests/test_jupyterlab.py), which papermill then leaves to it.
 """
 
 SMALL_MODELS = {  # notebook 04's three models, small and quick

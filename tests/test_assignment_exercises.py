@@ -13,7 +13,6 @@ that uses a name only the solution's hidden cells defined.
 import ast
 import builtins
 import copy
-import importlib.util
 import json
 import re
 import subprocess
@@ -21,18 +20,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from assignments_make import make
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _make():
-    spec = importlib.util.spec_from_file_location("assignments_make", ROOT / "assignments" / "make.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make = _make()
 
 STRING = re.compile(r"\"[^\"]*\"|'[^']*'")
 CALLED_OR_READ = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?=[(.\[])")  # f(...), x.attribute, x[...]

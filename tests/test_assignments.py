@@ -11,12 +11,12 @@ in tests/test_assignment_checks.py; grading a class (every kind of submission, t
 tests/test_grading.py.
 """
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
+from assignments_make import make
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_WRITTEN = "not written yet"
@@ -24,14 +24,6 @@ NOT_WRITTEN = "not written yet"
 
 # ---------------------------------------------------------------- the notebooks (nbgrader)
 
-def _make():
-    spec = importlib.util.spec_from_file_location("assignments_make", ROOT / "assignments" / "make.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make = _make()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,21 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from assignments_make import MAKE, make
 
 ROOT = Path(__file__).resolve().parent.parent
-MAKE = ROOT / "assignments" / "make.py"
 ASSIGNMENT = "02_autorec_model"  # the quickest notebook to run: the class is graded on it
 TIMEOUT = 240  # seconds a notebook may run in the class below: a correct one takes 10-60 s on 2 busy cores
 
 
-def _make():
-    spec = importlib.util.spec_from_file_location("assignments_make", MAKE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make = _make()
 
 
 def _cli(*args, env=None, cwd=ROOT):
