@@ -7,7 +7,8 @@
 ``pip install -e .``) it does nothing. Elsewhere (Colab, a JupyterHub, a notebook copied on its own) it installs the
 package with ``%pip`` from ``AUTOREC_PACKAGE_SOURCE`` (a wheel, a folder or a git URL) or, when that is unset, from
 ``PACKAGE_SOURCE``: ``git+`` the repository's address, read from ``repository.url`` in book/_config.yml (the one
-place to write it, which also turns on the book's launch badges). While both are empty the cell says what to set. tests/test_book.py holds every notebook to this template.
+place to write it, which also turns on the book's launch badges). While both are empty the cell says what to set.
+tests/test_book.py holds every notebook to this template.
 
 **The slides** (chapters 00-04; the book command builds them with nbconvert's reveal.js exporter): the title and
 every section heading, each equation, and every figure -- the idea, the math, the key plot; everything else is
