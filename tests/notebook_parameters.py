@@ -34,7 +34,7 @@ PARAMETER_SETS = {
          "USER_ID": 1, "MODELS": SMALL_MODELS, "SEED": 1},
     ],
     "05b_beyond_one_machine": [
-        {"PROCESSES": 3, "EPOCHS": 3, "BATCH_SIZE": 128, "HIDDEN": 1000},
+        {"PROCESSES": 3, "EPOCHS": 3, "BATCH_SIZE": 128, "HIDDEN": 100},
         {"RECIPE": "U-AutoRec (residual)", "SPLIT": "u2", "EPOCHS": 2, "SEED": 3},
     ],
     "06_top_n_autoencoders": [
