@@ -42,7 +42,7 @@ def run(arguments: list[str]) -> tuple[int, int, float, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="also time the full suite (15-30 minutes)")
+    parser.add_argument("--full", action="store_true", help="also time the full suite (12-15 minutes at 200 GFLOP/s)")
     args = parser.parse_args()
     before = gflops()
     results = {name: run(arguments) for name, (arguments, _, _) in list(TIERS.items())[: 2 if args.full else 1]}
