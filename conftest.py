@@ -14,27 +14,27 @@ NOTEBOOK_RUNNERS = {"test_notebook_parameters.py", "test_jupyterlab.py", "test_a
                     "test_anywhere.py"}
 # The order the two workers take the files in (pyproject: --no-loadscope-reorder): chapter 03 first, since it saves
 # the models that 04, 06 and the solutions load (run later, they find them instead of training them again); then
-# the longest first (seconds measured by .ci/run --durations, summed per file), so that no worker is left running
-# a long file alone at the end. Files not named follow in pytest's order; a wrong guess costs time, not a result.
+# the longest first (seconds per file in a clean clone's .ci/run, at about 210 GFLOP/s), so that no worker is left
+# running a long file alone at the end. Files not named follow in pytest's order; a wrong guess costs time, not a
+# result.
 FIRST = [
-    "notebooks/03_masked_training.ipynb",  # 80 s
-    "tests/test_jupyterlab.py",  # 205 s
-    "solutions/03_masked_training.ipynb",  # 160 s
-    "solutions/06_top_n_autoencoders.ipynb",  # 155 s
-    "tests/test_notebook_parameters.py",  # 125 s
-    "solutions/07_reading_a_leaderboard.ipynb",  # 100 s
-    "notebooks/05_scaling_up.ipynb",  # 95 s
-    "tests/test_grading.py",  # 80 s
-    "tests/test_anywhere.py",  # 70 s
-    "tests/test_assignments.py",  # 60 s
-    "solutions/05b_beyond_one_machine.ipynb",  # 60 s
-    "solutions/05_scaling_up.ipynb",  # 60 s
-    "solutions/00_quickstart.ipynb",  # 55 s
-    "tests/test_distributed.py",  # 55 s
-    "tests/test_structure.py",  # 45 s
-    "tests/test_book.py",  # 35 s
+    "notebooks/03_masked_training.ipynb",  # 95 s
+    "tests/test_jupyterlab.py",  # 170 s
+    "solutions/03_masked_training.ipynb",  # 175 s
+    "solutions/06_top_n_autoencoders.ipynb",  # 120 s
+    "tests/test_grading.py",  # 100 s
+    "notebooks/05_scaling_up.ipynb",  # 100 s
+    "tests/test_notebook_parameters.py",  # 95 s
+    "tests/test_anywhere.py",  # 65 s
+    "solutions/07_reading_a_leaderboard.ipynb",  # 60 s
+    "solutions/05_scaling_up.ipynb",  # 55 s
+    "solutions/05b_beyond_one_machine.ipynb",  # 50 s
+    "tests/test_distributed.py",  # 50 s
+    "tests/test_assignments.py",  # 50 s
+    "solutions/00_quickstart.ipynb",  # 45 s
     "notebooks/06_top_n_autoencoders.ipynb",  # 30 s
-    "notebooks/05b_beyond_one_machine.ipynb",  # 30 s
+    "tests/test_book.py",  # 27 s
+    "notebooks/05b_beyond_one_machine.ipynb",  # 23 s
 ]
 
 
