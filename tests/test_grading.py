@@ -27,8 +27,6 @@ TIMEOUT = 240  # seconds a notebook may run in the class below: a correct one ta
 LOOP_TIMEOUT = 20  # seconds for the endless loop's own run: it has nothing else to finish
 
 
-
-
 def _cli(*args, env=None, cwd=ROOT, timeout=None):
     return subprocess.run([sys.executable, str(MAKE), *map(str, args)], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=timeout)

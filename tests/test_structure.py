@@ -60,16 +60,26 @@ def test_the_chapter_map_names_every_module_as_core_or_elective():
 
 # One interpreter imports the libraries the package builds on, then forks a child per core module, which imports that
 # module into a fresh copy of itself (no module of the package loaded yet) and says which electives came with it: a
-# new interpreter per module, without paying for torch's import fifteen times.
+# new interpreter per module, without paying for torch's import fifteen times. Without fork (Windows) the script is
+# run once per module, and its own interpreter is the fresh one.
 IMPORTS_PER_MODULE = """
 import json, os, sys
 import matplotlib.pyplot, numpy, pandas, torch  # the libraries, not the package: children start from here
+
+
+def electives_after(core):
+    __import__(f"autorec_utils.{core}")
+    return [e for e in ELECTIVES if "autorec_utils." + e in sys.modules]
+
+
 found = {}
 for core in sys.argv[1:]:
+    if not hasattr(os, "fork"):
+        found[core] = electives_after(core)
+        continue
     read, write = os.pipe()
     if (child := os.fork()) == 0:
-        __import__(f"autorec_utils.{core}")
-        os.write(write, json.dumps([e for e in ELECTIVES if "autorec_utils." + e in sys.modules]).encode())
+        os.write(write, json.dumps(electives_after(core)).encode())
         os._exit(0)
     os.close(write)
     with os.fdopen(read) as pipe:
@@ -81,14 +91,12 @@ print(json.dumps(found))
 
 @pytest.fixture(scope="module")
 def electives_loaded_by() -> dict:
-    if not hasattr(os, "fork"):  # Windows: an interpreter per module
-        code = "import sys; __import__('autorec_utils.' + sys.argv[1]); print([e for e in ELECTIVES if 'autorec_utils.' + e in sys.modules])"
-        return {core: ast.literal_eval(subprocess.run([sys.executable, "-c", f"ELECTIVES = {ELECTIVES!r}\n{code}", core],
-                                                      capture_output=True, text=True, check=True).stdout)
-                for core in CORE}
-    done = subprocess.run([sys.executable, "-c", f"ELECTIVES = {ELECTIVES!r}\n{IMPORTS_PER_MODULE}", *CORE],
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+    found = {}
+    for modules in [CORE] if hasattr(os, "fork") else [[core] for core in CORE]:
+        done = subprocess.run([sys.executable, "-c", f"ELECTIVES = {ELECTIVES!r}\n{IMPORTS_PER_MODULE}", *modules],
+                              capture_output=True, text=True, check=True)
+        found.update(json.loads(done.stdout))
+    return found
 
 
 @pytest.mark.parametrize("core", CORE)
