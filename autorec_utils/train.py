@@ -120,36 +120,36 @@ def fit(problem: Problem, epochs: int = 200, lr: float = 1e-3, optimizer: str = 
     generator = torch.Generator().manual_seed(seed)  # the order of the mini-batches
     torch.manual_seed(seed)  # dropout masks
     history, best_state, waited = History(watch=problem.watch, mode=problem.mode), None, 0
-    bar = tqdm(desc="training", unit="epoch", disable=not progress)  # no total: early stopping, not the cap, ends it
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        epoch_loss = 0.0
-        for rows in problem.batches(generator):
-            def closure(rows=rows):  # L-BFGS may evaluate the loss several times per step
-                optim.zero_grad()
-                loss = problem.batch_loss(rows)
-                loss.backward()
-                return loss
-            epoch_loss += float(cast(torch.Tensor, optim.step(closure)).detach())  # the batch's loss, before the step
-        if not np.isfinite(epoch_loss):
-            raise FloatingPointError(f"the loss became {epoch_loss} at epoch {epoch}; lower the learning rate (lr={lr}).")
-        schedule.step()
-        model.eval()
-        record = {"epoch": epoch, "loss": epoch_loss, **problem.evaluate(), "seconds": time.perf_counter() - started}
-        history.records.append(record)
-        if history.improves(record):
-            history.best_epoch, waited = epoch, 0
-            best_state = _copy_into(best_state, model.state_dict())
-        else:
-            waited += 1
-        bar.update()  # the metrics, the best epoch so far, and the epochs left unless the watched metric improves
-        bar.set_postfix({**{k: f"{v:.4f}" for k, v in record.items() if k not in ("epoch", "loss", "seconds")},
-                         "best epoch": history.best_epoch, "left": min(patience - waited, epochs - epoch)})
-        if waited >= patience:
-            history.stopped_early = True
-            break
-    bar.close()
+    # no total: early stopping, not the cap, ends it; a with block, so the bar ends its line even when training fails
+    with tqdm(desc="training", unit="epoch", disable=not progress) as bar:
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            epoch_loss = 0.0
+            for rows in problem.batches(generator):
+                def closure(rows=rows):  # L-BFGS may evaluate the loss several times per step
+                    optim.zero_grad()
+                    loss = problem.batch_loss(rows)
+                    loss.backward()
+                    return loss
+                epoch_loss += float(cast(torch.Tensor, optim.step(closure)).detach())  # the batch's loss, before the step
+            if not np.isfinite(epoch_loss):
+                raise FloatingPointError(f"the loss became {epoch_loss} at epoch {epoch}; lower the learning rate (lr={lr}).")
+            schedule.step()
+            model.eval()
+            record = {"epoch": epoch, "loss": epoch_loss, **problem.evaluate(), "seconds": time.perf_counter() - started}
+            history.records.append(record)
+            if history.improves(record):
+                history.best_epoch, waited = epoch, 0
+                best_state = _copy_into(best_state, model.state_dict())
+            else:
+                waited += 1
+            bar.update()  # the metrics, the best epoch so far, and the epochs left unless the watched metric improves
+            bar.set_postfix({**{k: f"{v:.4f}" for k, v in record.items() if k not in ("epoch", "loss", "seconds")},
+                             "best epoch": history.best_epoch, "left": min(patience - waited, epochs - epoch)})
+            if waited >= patience:
+                history.stopped_early = True
+                break
     if best_state is not None:  # always: the first epoch is the best so far
         model.load_state_dict(best_state)
     return history
@@ -235,6 +235,9 @@ class DenseProblem:
         self.offset = (torch.zeros(()) if baseline is None else baseline).to(device)
         self.targets = (matrix.values.to(device) - self.offset) * matrix.mask.to(device)  # residuals, with a baseline
         self.inputs = self.targets * self.fit_mask
+        # where the fitted and the validation ratings sit in the flattened matrix: found once, not in every epoch
+        self.scored = {"train_rmse": self.fit_mask.flatten().nonzero().squeeze(1),
+                       "val_rmse": self.validation_mask.flatten().nonzero().squeeze(1)}
         self.n_rows = matrix.shape[0]
         if n_batches is None:
             n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
@@ -267,10 +270,9 @@ class DenseProblem:
     def evaluate(self) -> dict[str, float]:
         """RMSE on the rating scale (predictions clipped to 1-5 stars) on the fitted and the validation ratings."""
         with torch.no_grad():
-            error = (self.model(self.inputs) + self.offset).clamp(*RATING_RANGE) - (self.targets + self.offset)
-        train_rmse, val_rmse = (float(error[m].square().mean().sqrt()) if m.any() else float("nan")
-                                for m in (self.fit_mask, self.validation_mask))
-        return {"train_rmse": train_rmse, "val_rmse": val_rmse}
+            error = ((self.model(self.inputs) + self.offset).clamp(*RATING_RANGE) - (self.targets + self.offset)).flatten()
+        return {name: float(error[at].square().mean().sqrt()) if len(at) else float("nan")
+                for name, at in self.scored.items()}
 
 
 # ---------------------------------------------------------------- recipes

@@ -45,7 +45,7 @@ PARAMETER_SETS = {
     ],
     "07_reading_a_leaderboard": [
         {"TOY_EPOCHS": 10, "TOY_NOISE": 0.01, "TOY_TRIALS": 200, "SEED": 3},
-        {"SPLIT": "u2", "RECIPE": "U-AutoRec (residual)", "RECIPE_CHANGES": {"patience": 30}, "TOY_MEAN": 0.95,
+        {"SPLIT": "u2", "RECIPE": "U-AutoRec (residual)", "RECIPE_CHANGES": {"patience": 30, "epochs": 40}, "TOY_MEAN": 0.95,
          "TOY_EPOCHS": 500, "TOY_NOISE": 0.0005},
     ],
     "05_scaling_up": [
