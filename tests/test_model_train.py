@@ -1,5 +1,7 @@
 """AutoRec, its masked objective, fit() and the predictors, on tiny matrices."""
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,6 +177,18 @@ def test_a_diverging_run_stops_with_a_clear_error(toy):
     seed_everything(0)
     with pytest.raises(FloatingPointError, match="the loss became (nan|inf) at epoch \\d+; lower the learning rate"):
         fit_toy(AutoRec(5, hidden=4, activation="identity"), rating_matrix(toy), epochs=20, lr=1e20)
+
+
+def test_a_failed_run_ends_its_progress_bar_line(toy, capsys):
+    """The bar is closed when training fails, so what reports the failure (a traceback, the distributed command
+    line's one line) starts a line of its own instead of running on after the bar."""
+    seed_everything(0)
+    problem = DenseProblem(AutoRec(5, hidden=4, activation="identity"), rating_matrix(toy))
+    with pytest.raises(FloatingPointError) as failure:  # kept, as a traceback keeps fit's frame (and its bar)
+        fit(problem, epochs=20, lr=1e20, progress=True)
+    print(f"error: {failure.value}", file=sys.stderr)
+    shown = capsys.readouterr().err
+    assert "training" in shown and shown.endswith(f"]\nerror: {failure.value}\n")
 
 
 def test_device_choice(monkeypatch):
