@@ -235,9 +235,11 @@ class DenseProblem:
         self.offset = (torch.zeros(()) if baseline is None else baseline).to(device)
         self.targets = (matrix.values.to(device) - self.offset) * matrix.mask.to(device)  # residuals, with a baseline
         self.inputs = self.targets * self.fit_mask
-        # where the fitted and the validation ratings sit in the flattened matrix: found once, not in every epoch
-        self.scored = {"train_rmse": self.fit_mask.flatten().nonzero().squeeze(1),
-                       "val_rmse": self.validation_mask.flatten().nonzero().squeeze(1)}
+        # where the fitted and the validation ratings sit in the flattened matrix, and the ratings: found once
+        ratings = (self.targets + self.offset).flatten()
+        positions = {"train_rmse": self.fit_mask.flatten().nonzero()[:, 0],
+                     "val_rmse": self.validation_mask.flatten().nonzero()[:, 0]}
+        self.scored = {name: (at, ratings[at]) for name, at in positions.items()}
         self.n_rows = matrix.shape[0]
         if n_batches is None:
             n_batches = 1 if batch_size is None else -(-self.n_rows // batch_size)
@@ -270,9 +272,9 @@ class DenseProblem:
     def evaluate(self) -> dict[str, float]:
         """RMSE on the rating scale (predictions clipped to 1-5 stars) on the fitted and the validation ratings."""
         with torch.no_grad():
-            error = ((self.model(self.inputs) + self.offset).clamp(*RATING_RANGE) - (self.targets + self.offset)).flatten()
-        return {name: float(error[at].square().mean().sqrt()) if len(at) else float("nan")
-                for name, at in self.scored.items()}
+            predicted = (self.model(self.inputs) + self.offset).clamp(*RATING_RANGE).flatten()
+        return {name: float((predicted[at] - rating).square().mean().sqrt()) if len(at) else float("nan")
+                for name, (at, rating) in self.scored.items()}
 
 
 # ---------------------------------------------------------------- recipes
