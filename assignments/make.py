@@ -37,6 +37,13 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+# nbgrader reads notebooks with nbformat, whose jsonschema imports rfc3987_syntax for two IRI formats that no notebook
+# schema uses; that import builds 35 parsers, about 1.4 s of every nbgrader process, one per graded notebook
+# (python-jsonschema/jsonschema#1428). A None in sys.modules makes the import fail, and jsonschema skips those formats:
+# here, and in each nbgrader process this script starts (NBGRADER).
+sys.modules.setdefault("rfc3987_syntax", None)
+NBGRADER = "import sys; sys.modules.setdefault('rfc3987_syntax', None); from nbgrader.apps.nbgraderapp import main; main()"
+
 try:
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
@@ -198,7 +205,7 @@ def _run(course: Path, student: str, assignment: str, timeout: float, env: dict)
     """``nbgrader autograde`` of one submission in the scratch ``course``: (exit code, None if stopped; its log). Then
     it ends nbgrader's process group and each process marked in its environment (the kernel, the student's)."""
     mark = f"AUTOREC_GRADING={os.urandom(16).hex()}"
-    command = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student, "--force",
+    command = [sys.executable, "-c", NBGRADER, "autograde", assignment, "--student", student, "--force",
                f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}",
                f"--Execute.timeout={int(timeout)}"]
     with tempfile.TemporaryFile("w+") as log:

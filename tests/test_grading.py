@@ -24,7 +24,7 @@ from assignments_make import MAKE, make
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = "02_autorec_model"  # the quickest notebook to run: the class is graded on it
 TIMEOUT = 240  # seconds a notebook may run in the class below: a correct one takes 10-60 s on 2 busy cores
-LOOP_TIMEOUT = 20  # seconds for the endless loop's own run: it has nothing else to finish
+LOOP_TIMEOUT = 10  # seconds for the endless loop's own run: it has nothing else to finish (nbgrader and its kernel start in ~3)
 
 
 def _cli(*args, env=None, cwd=ROOT, timeout=None):
