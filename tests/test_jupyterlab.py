@@ -192,17 +192,29 @@ def test_notebook_runs_clean_in_jupyterlab(lab, browser, name, tmp_path):
              or browser.find_elements(By.CSS_SELECTOR, ".jp-Notebook-ExecutionIndicator[data-status='idle']"), 180, "the kernel")
     clear_and_run_all(browser)
 
+    reruns = []
+
     def every_cell_ran() -> bool:
         if select_kernel_if_asked(browser):  # the kernel was lost and JupyterLab asks for one: start it, run it all again
             clear_and_run_all(browser)
-        return all(p and p not in ("[ ]:", "[*]:") for p in prompts(browser))
+        shown = prompts(browser)
+        if all(p and p not in ("[ ]:", "[*]:") for p in shown):
+            return True
+        # Run All over, the kernel idle, and a cell never run while those after it ran (seen once in a loaded clean-clone
+        # run: chapter 00's fourth cell): JupyterLab dropped it. Cleared and run again, all of it, once.
+        if "[*]:" not in shown and "[ ]:" in shown and shown[-1] not in ("[ ]:", "") and not reruns \
+                and "Idle" in browser.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget, #jp-main-statusbar").text:
+            reruns.append(list(shown))
+            clear_and_run_all(browser)
+        return False
 
     try:
         wait_for(every_cell_ran, SECONDS_PER_CELL, f"every cell of {name} to run",
                  progress=lambda: sum(p not in ("[ ]:", "[*]:") for p in prompts(browser)))
     except AssertionError as timeout:
         browser.save_screenshot(str(tmp_path / "timeout.png"))
-        raise AssertionError(f"{timeout}; prompts: {prompts(browser)}; screenshot: {tmp_path / 'timeout.png'}") from None
+        raise AssertionError(f"{timeout}; prompts: {prompts(browser)} (before running it all again: {reruns}); "
+                             f"screenshot: {tmp_path / 'timeout.png'}") from None
     stderr = [text[:300] for text in texts(browser, f"{VISIBLE} [data-mime-type='application/vnd.jupyter.stderr']")]
     assert stderr == [], f"{name} wrote to stderr: {stderr}"
     outputs = " ".join(texts(browser, f"{VISIBLE} .jp-OutputArea-output"))
